@@ -1,0 +1,52 @@
+"""The mounts that exist: /proc/self/mountinfo parsed into MountRecords (called by reconcile)."""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, Iterable, List
+
+from .escapes import unescape
+from .model import MountRecord
+
+__all__ = ["parse_mountinfo", "read_mountinfo", "top_mounts", "MOUNTINFO"]
+
+MOUNTINFO = "/proc/self/mountinfo"
+
+
+def parse_line(line: str) -> MountRecord:
+    """One mountinfo line; raises ValueError on anything the kernel would not write."""
+    fields = line.rstrip("\n").split(" ")
+    try:
+        sep = fields.index("-", 6)
+    except ValueError:
+        raise ValueError(f"no ' - ' separator in mountinfo line: {line!r}") from None
+    if len(fields) < 10 or len(fields) - sep < 3:
+        raise ValueError(f"short mountinfo line: {line!r}")
+    return MountRecord(
+        mount_id=int(fields[0]),
+        parent_id=int(fields[1]),
+        device=fields[2],
+        root=unescape(fields[3]),
+        mount_point=unescape(fields[4]),
+        mount_options=fields[5],
+        optional_fields=tuple(fields[6:sep]),
+        fstype=unescape(fields[sep + 1]),
+        source=unescape(fields[sep + 2]),
+        # Super options are the rest; the kernel never puts a space in them unescaped.
+        super_options=" ".join(fields[sep + 3 :]),
+    )
+
+
+def parse_mountinfo(text: str) -> List[MountRecord]:
+    return [parse_line(line) for line in text.splitlines() if line.strip()]
+
+
+def read_mountinfo(path: str = MOUNTINFO) -> List[MountRecord]:
+    # Bytes + surrogateescape: a path that is not UTF-8 still round-trips to the same bytes.
+    with open(path, "rb") as f:
+        return parse_mountinfo(os.fsdecode(f.read()))
+
+
+def top_mounts(records: Iterable[MountRecord]) -> Dict[str, MountRecord]:
+    """The visible mount at each mount point: mountinfo lists a mount after the one it covers."""
+    return {r.mount_point: r for r in records}

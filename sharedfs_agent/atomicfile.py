@@ -1,0 +1,59 @@
+"""Replace a file so that a crash at any instant leaves the old or the new content, whole."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, Optional
+
+__all__ = ["replace", "fsync_dir", "write_json", "read_json"]
+
+
+def fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace(path: str, data: bytes, like: Optional[os.stat_result] = None, mode: int = 0o644) -> None:
+    """Temp file in the same directory, fsync, rename over `path`, fsync the directory.
+
+    `like` copies mode and owner from the file being replaced.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            if like is not None:
+                os.fchmod(f.fileno(), like.st_mode & 0o7777)
+                os.fchown(f.fileno(), like.st_uid, like.st_gid)
+            else:
+                os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(directory)
+
+
+def write_json(path: str, value: Any, mode: int = 0o644) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    replace(path, json.dumps(value, indent=1, sort_keys=True).encode() + b"\n", mode=mode)
+
+
+def read_json(path: str) -> Any:
+    """The parsed file, or None when it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,209 @@
+"""sharedfs-agent command line: once | plan | status | check | version; errors become exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import fcntl
+import json
+import logging
+import os
+import sys
+import time
+from typing import List, Optional
+
+from . import __version__, actual, fstab
+from . import config as config_mod
+from .errors import ConfigError, SourceUnavailable
+from .mounters import registry
+from .reconcile import PassResult, Reconciler
+from .report import read_status, write_status
+from .sources import make_source
+
+__all__ = ["main", "ExitStatus"]
+
+log = logging.getLogger("sharedfs_agent")
+
+
+class ExitStatus(enum.IntEnum):
+    CONVERGED = 0
+    SOME_FAILED = 1  # some filesystem failed; the others were done
+    USAGE = 2  # usage or config error
+    SOURCE_UNAVAILABLE = 3  # nothing was changed
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sharedfs-agent", description=__doc__.split(":")[0])
+    parser.add_argument("--version", action="version", version=f"sharedfs-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    helps = {
+        "once": "one reconcile pass, then exit (0 converged, 1 some failed, 2 usage, 3 source unavailable)",
+        "plan": "show what a pass would do; changes nothing",
+        "status": "each filesystem: desired, actual, state, last error",
+        "check": "doctor: config, source, clients installed, fstab sane",
+        "version": "print the version",
+    }
+    for name, text in helps.items():
+        p = sub.add_parser(name, help=text, description=text)
+        if name != "version":
+            p.add_argument("--config", help=f"INI file (default ${config_mod.ENV_VAR} or {config_mod.DEFAULT_PATH})")
+            p.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+        if name in ("plan", "status"):
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _config(args) -> config_mod.AgentConfig:
+    path = args.config or os.environ.get(config_mod.ENV_VAR) or config_mod.DEFAULT_PATH
+    return config_mod.load(path)
+
+
+class _PassLock:
+    """One pass at a time per state_dir, also against a running daemon (flock, freed on exit)."""
+
+    def __init__(self, path: str, wait: float) -> None:
+        self.path, self.wait, self.fd = path, wait, -1
+
+    def __enter__(self):
+        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(self.fd)
+                    raise ConfigError(f"another sharedfs-agent holds {self.path}") from None
+                time.sleep(0.1)
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+
+def _reconciler(cfg) -> Reconciler:
+    return Reconciler(cfg, make_source(cfg), registry())
+
+
+def cmd_once(cfg, args) -> int:
+    reconciler = _reconciler(cfg)
+    with _PassLock(cfg.lock_path, wait=cfg.mount_timeout * 2):
+        try:
+            result = reconciler.run_pass()
+        except SourceUnavailable as e:
+            log.error("source unavailable, nothing changed: %s", e)
+            return ExitStatus.SOURCE_UNAVAILABLE
+        write_status(cfg.status_path, result.verdicts, reconciler.source.describe())
+    for verdict in result.verdicts:
+        if verdict.detail:
+            log.warning("%s %s: %s: %s", verdict.name, verdict.mount_point or "-", verdict.state.value, verdict.detail)
+    return ExitStatus.SOME_FAILED if result.failed else ExitStatus.CONVERGED
+
+
+def cmd_plan(cfg, args) -> int:
+    try:
+        result: PassResult = _reconciler(cfg).run_pass(dry_run=True)
+    except SourceUnavailable as e:
+        log.error("source unavailable: %s", e)
+        return ExitStatus.SOURCE_UNAVAILABLE
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "actions": [
+                        {"action": a.kind.value, "mount_point": a.mount_point, "name": a.name, "reason": a.reason}
+                        for a in result.plan.actions
+                    ],
+                    "filesystems": [
+                        {"name": v.name, "mount_point": v.mount_point, "state": v.state.value, "detail": v.detail}
+                        for v in result.verdicts
+                    ],
+                },
+                indent=1,
+            )
+        )
+    else:
+        for action in result.plan.actions:
+            print(action)
+        for v in result.verdicts:
+            if v.state.value == "error":
+                print(f"refused {v.name}: {v.detail}")
+        if result.plan.converged:
+            print("nothing to do")
+    return ExitStatus.CONVERGED
+
+
+def cmd_status(cfg, args) -> int:
+    """Reads only the status file and mountinfo: answers at once even when a server hangs."""
+    status = read_status(cfg.status_path)
+    if status is None:
+        print(f"no status yet ({cfg.status_path}): run `sharedfs-agent once`", file=sys.stderr)
+        return ExitStatus.SOME_FAILED
+    mounts = actual.top_mounts(actual.read_mountinfo())
+    for fs in status["filesystems"]:
+        record = mounts.get(fs["mount_point"]) if fs["mount_point"] else None
+        fs["actual"] = f"{record.fstype} {record.source}" if record else "not mounted"
+    if args.json:
+        print(json.dumps(status, indent=1))
+        return ExitStatus.CONVERGED
+    age = time.time() - status["updated_at"]
+    print(f"source: {status['source']}   last pass: {age:.0f}s ago")
+    print(f"{'NAME':24} {'MOUNT POINT':28} {'STATE':10} {'ACTUAL':30} DETAIL")
+    for fs in status["filesystems"]:
+        print(f"{fs['name']:24} {fs['mount_point'] or '-':28} {fs['state']:10} {fs['actual']:30} {fs['detail']}")
+    return ExitStatus.CONVERGED
+
+
+def cmd_check(cfg, args) -> int:
+    problems: List[str] = []
+    print(f"config: ok (source {cfg.source}, state_dir {cfg.state_dir}, fstab {cfg.fstab})")
+    mounters = registry()
+    reconciler = Reconciler(cfg, make_source(cfg), mounters)
+    try:
+        desired, _ = reconciler.fetch()
+        print(
+            f"source: ok ({reconciler.source.describe()}): {len(desired.filesystems)} filesystems, "
+            f"{len(desired.rejections)} refused"
+        )
+        for r in desired.rejections:
+            problems.append(f"refused {r.name}: {r.reason}")
+        in_use = {fs.fs_type for fs in desired.filesystems}
+    except SourceUnavailable as e:
+        problems.append(f"source: {e}")
+        in_use = set(mounters)
+    for name in sorted(mounters):
+        missing = mounters[name].client_missing()
+        label = "in use" if name in in_use else "not in use"
+        print(f"client {name}: {'missing' if missing else 'ok'} ({label})")
+        if missing and name in in_use:
+            problems.append(missing)
+    try:
+        table = fstab.read(cfg.fstab)
+        print(f"fstab: ok ({len(table.owned())} lines of ours, {len(table.foreign_targets())} others)")
+    except OSError as e:
+        problems.append(f"fstab {cfg.fstab}: {e}")
+    for p in problems:
+        print(f"PROBLEM: {p}")
+    return ExitStatus.SOME_FAILED if problems else ExitStatus.CONVERGED
+
+
+COMMANDS = {"once": cmd_once, "plan": cmd_plan, "status": cmd_status, "check": cmd_check}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"sharedfs-agent {__version__}")
+        return ExitStatus.CONVERGED
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(COMMANDS[args.command](_config(args), args))
+    except ConfigError as e:
+        log.error("%s", e)
+        return ExitStatus.USAGE

@@ -1,0 +1,177 @@
+"""The trust boundary: a desired-state document becomes valid Filesystems and reasoned Rejections."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
+
+from .config import AgentConfig
+from .errors import InvalidEntry, SourceUnavailable
+from .model import Access, Filesystem, Rejection
+from .mounters import Mounter
+
+__all__ = ["Desired", "parse_document", "check_mount_point", "SYSTEM_DIRS"]
+
+# Never a mount point, nor anything below one: mounting here breaks or hijacks the system.
+SYSTEM_DIRS = (
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root",
+    "/run", "/sbin", "/sys", "/usr", "/var", "/tmp", "/snap", "/lost+found",
+)  # fmt: skip
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_OPTION = re.compile(r"[A-Za-z0-9_.:@\[\]/+=-]{1,512}")
+# Asking for these needs a config setting; without it the restrictive twin is added.
+_PERMISSIVE = {"suid": ("nosuid", "allow_suid"), "dev": ("nodev", "allow_dev"), "exec": ("noexec", "allow_exec")}
+_MAX_PATH = 4096
+
+
+@dataclass(frozen=True)
+class Desired:
+    """One validated document: what to mount, and what was refused with why."""
+
+    filesystems: Tuple[Filesystem, ...]
+    rejections: Tuple[Rejection, ...]
+
+
+def check_mount_point(path: Any, config: AgentConfig) -> str:
+    """An absolute, normalised path inside an allowed root and outside every system directory."""
+    if not isinstance(path, str) or not path:
+        raise InvalidEntry("mount_point must be a non-empty string")
+    if len(path) > _MAX_PATH or _CONTROL.search(path):
+        raise InvalidEntry("mount_point contains control characters or is too long")
+    if not path.startswith("/"):
+        raise InvalidEntry(f"mount_point {path!r} is not absolute")
+    if ".." in path.split("/") or "." in path.split("/"):
+        raise InvalidEntry(f"mount_point {path!r} has '.' or '..' segments")
+    if posixpath.normpath(path) != path:
+        raise InvalidEntry(f"mount_point {path!r} is not normalised (did you mean {posixpath.normpath(path)!r}?)")
+    if path == "/":
+        raise InvalidEntry("mount_point '/' is the root filesystem")
+    for system in SYSTEM_DIRS:
+        if path == system or path.startswith(system + "/"):
+            raise InvalidEntry(f"mount_point {path!r} is inside the system directory {system}")
+    if not any(path == root or path.startswith(root.rstrip("/") + "/") for root in config.allowed_roots):
+        raise InvalidEntry(
+            f"mount_point {path!r} is outside the allowed roots ({' '.join(config.allowed_roots)}; "
+            "set [agent] allowed_roots)"
+        )
+    return path
+
+
+def _options(raw: Any, mounter: Mounter, config: AgentConfig) -> Tuple[List[str], Optional[Access]]:
+    if raw is None:
+        items: List[Any] = []
+    elif isinstance(raw, str):
+        items = [item for item in raw.split(",") if item] if raw else []
+    elif isinstance(raw, list):
+        items = raw
+    else:
+        raise InvalidEntry("mount_options must be a list of strings")
+    options: List[str] = []
+    access = None
+    for item in items:
+        if not isinstance(item, str) or not _OPTION.fullmatch(item):
+            raise InvalidEntry(f"mount option {item!r} has characters an option may not have")
+        if item in ("ro", "rw"):
+            if access is not None and access.value != item:
+                raise InvalidEntry("mount_options ask for both ro and rw")
+            access = Access(item)
+            continue
+        if item in _PERMISSIVE:
+            restrictive, setting = _PERMISSIVE[item]
+            if not getattr(config, setting):
+                raise InvalidEntry(f"mount option {item!r} is refused (set [agent] {setting} = true to allow it)")
+        else:
+            mounter.check_option(item)
+        if item not in options:
+            options.append(item)
+    for permissive, (restrictive, _) in _PERMISSIVE.items():
+        if permissive in options:
+            if restrictive in options:
+                raise InvalidEntry(f"mount_options ask for both {permissive} and {restrictive}")
+        elif restrictive not in options and not (permissive == "exec" and config.allow_exec):
+            options.append(restrictive)
+    return options, access
+
+
+def _entry(raw: Any, mounters: Mapping[str, Mounter], config: AgentConfig) -> Filesystem:
+    if not isinstance(raw, dict):
+        raise InvalidEntry("entry is not an object")
+    fs_type = raw.get("fs_type")
+    mounter = mounters.get(fs_type) if isinstance(fs_type, str) else None
+    if mounter is None:
+        raise InvalidEntry(f"unknown fs_type {fs_type!r} (this agent knows: {', '.join(sorted(mounters))})")
+    export = raw.get("export")
+    if not isinstance(export, str) or not export or len(export) > _MAX_PATH or _CONTROL.search(export):
+        raise InvalidEntry("export must be a non-empty string without control characters")
+    export = mounter.check_export(export)
+    mount_point = check_mount_point(raw.get("mount_point"), config)
+    mounter.check_mount_point(mount_point)
+    options, access = _options(raw.get("mount_options"), mounter, config)
+    if raw.get("access") is not None:
+        if raw["access"] not in ("rw", "ro"):
+            raise InvalidEntry(f"access {raw['access']!r} is not rw or ro")
+        if access is not None and access.value != raw["access"]:
+            raise InvalidEntry("access and mount_options disagree on ro/rw")
+        access = Access(raw["access"])
+    allow_nonempty = raw.get("allow_nonempty", False)
+    if not isinstance(allow_nonempty, bool):
+        raise InvalidEntry("allow_nonempty must be true or false")
+    return Filesystem(
+        name=raw["name"],
+        fs_type=fs_type,
+        export=export,
+        mount_point=mount_point,
+        options=tuple(options),
+        access=access or Access.RW,
+        allow_nonempty=allow_nonempty or config.allow_nonempty,
+    )
+
+
+def _label(raw: Any, index: int) -> str:
+    name = raw.get("name") if isinstance(raw, dict) else None
+    return name if isinstance(name, str) and _NAME.fullmatch(name) else f"#{index}"
+
+
+def _safe_mount_point(raw: Any, config: AgentConfig):
+    """The mount point of a refused entry, if it is valid, so the planner leaves it alone."""
+    try:
+        return check_mount_point(raw.get("mount_point"), config) if isinstance(raw, dict) else None
+    except InvalidEntry:
+        return None
+
+
+def parse_document(doc: Any, mounters: Mapping[str, Mounter], config: AgentConfig) -> Desired:
+    """Validate a whole document. A document that is not {"filesystems": [...]} is garbage and
+    raises SourceUnavailable (never read as "nothing attached"); a bad entry is refused alone."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("filesystems"), list):
+        raise SourceUnavailable('desired state is not a JSON object with a "filesystems" list')
+    accepted: List[Filesystem] = []
+    refused: List[Rejection] = []
+    names: Set[str] = set()
+    by_mount_point: Dict[str, str] = {}
+    for index, raw in enumerate(doc["filesystems"]):
+        label = _label(raw, index)
+        try:
+            if label.startswith("#"):
+                raise InvalidEntry("name is missing or not [A-Za-z0-9][A-Za-z0-9._-]* (at most 255)")
+            if index >= config.max_filesystems:
+                raise InvalidEntry(f"more than {config.max_filesystems} filesystems (set [agent] max_filesystems)")
+            if label in names:
+                raise InvalidEntry(f"name {label!r} appears twice")
+            fs = _entry(raw, mounters, config)
+            if fs.mount_point in by_mount_point:
+                raise InvalidEntry(
+                    f"mount_point {fs.mount_point!r} is already used by {by_mount_point[fs.mount_point]!r}"
+                )
+        except InvalidEntry as e:
+            refused.append(Rejection(label, str(e), _safe_mount_point(raw, config)))
+            names.add(label)
+            continue
+        names.add(fs.name)
+        by_mount_point[fs.mount_point] = fs.name
+        accepted.append(fs)
+    return Desired(tuple(accepted), tuple(refused))

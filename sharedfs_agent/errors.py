@@ -1,0 +1,51 @@
+"""Agent errors, split by what the caller does next (retry later, give up on one entry, stop)."""
+
+from __future__ import annotations
+
+__all__ = [
+    "SharedfsError",
+    "ConfigError",
+    "SourceUnavailable",
+    "InvalidEntry",
+    "MountError",
+    "TemporaryMountError",
+    "BusyError",
+    "TimeoutExpired",
+    "ClientMissing",
+]
+
+
+class SharedfsError(Exception):
+    """Root of every error the agent raises on purpose."""
+
+
+class ConfigError(SharedfsError):
+    """The configuration or command line is wrong: stop, exit 2, a person must fix it."""
+
+
+class SourceUnavailable(SharedfsError):
+    """The desired state could not be fetched or was garbage: keep last-known-good, retry."""
+
+
+class InvalidEntry(SharedfsError):
+    """One desired entry is refused: report it, act on the others."""
+
+
+class MountError(SharedfsError):
+    """A mount or unmount of one filesystem failed; the pass goes on with the others."""
+
+
+class TemporaryMountError(MountError):
+    """Expected to pass later without anyone acting (server down, timeout): retry next pass."""
+
+
+class BusyError(TemporaryMountError):
+    """Unmount refused because the filesystem is in use: report `busy`, retry next pass."""
+
+
+class TimeoutExpired(TemporaryMountError):
+    """A helper ran past its timeout and was killed with its process group."""
+
+
+class ClientMissing(MountError):
+    """The filesystem's client is not installed; the message names the package."""

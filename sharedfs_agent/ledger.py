@@ -1,0 +1,47 @@
+"""The mount points the agent owns (state_dir/owned.json): what it mounted there, and whether it made the directory."""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping
+
+from . import atomicfile
+from .model import Access, Filesystem, OwnedMount
+
+__all__ = ["load", "save"]
+
+
+def _to_json(owned: OwnedMount) -> dict:
+    fs = owned.filesystem
+    return {
+        "name": fs.name,
+        "fs_type": fs.fs_type,
+        "export": fs.export,
+        "options": list(fs.options),
+        "access": fs.access.value,
+        "created_dir": owned.created_dir,
+    }
+
+
+def _from_json(mount_point: str, raw: dict) -> OwnedMount:
+    fs = Filesystem(
+        name=str(raw["name"]),
+        fs_type=str(raw["fs_type"]),
+        export=str(raw["export"]),
+        mount_point=mount_point,
+        options=tuple(str(o) for o in raw.get("options", ())),
+        access=Access(raw.get("access", "rw")),
+    )
+    return OwnedMount(fs, bool(raw.get("created_dir", False)))
+
+
+def load(path: str) -> Dict[str, OwnedMount]:
+    """Raises ValueError when the file is damaged: losing track of what we own is not silent."""
+    raw = atomicfile.read_json(path) or {}
+    try:
+        return {mp: _from_json(mp, entry) for mp, entry in raw.items()}
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"ledger {path} is damaged: {e}") from None
+
+
+def save(path: str, owned: Mapping[str, OwnedMount]) -> None:
+    atomicfile.write_json(path, {mp: _to_json(o) for mp, o in sorted(owned.items())}, mode=0o600)

@@ -1,0 +1,49 @@
+"""Mounter registry: a literal dict of the built-in types, plus the `sharedfs_agent.mounters` entry points."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Dict, Iterable, Mapping
+
+from .base import Mounter, MountSettings
+from .glusterfs import GlusterfsMounter
+
+__all__ = ["Mounter", "MountSettings", "BUILTIN", "ENTRY_POINT_GROUP", "registry"]
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "sharedfs_agent.mounters"
+
+# Built in by name, not by discovery: what ships is visible here (kubelet's plugins.go).
+BUILTIN: Mapping[str, type] = {
+    "glusterfs": GlusterfsMounter,
+}
+
+
+def _entry_points() -> Iterable:
+    from importlib import metadata
+
+    eps = metadata.entry_points()
+    if sys.version_info >= (3, 10):
+        return eps.select(group=ENTRY_POINT_GROUP)
+    return eps.get(ENTRY_POINT_GROUP, ())  # pragma: no cover - Python 3.9
+
+
+def registry(entry_points: Iterable = None) -> Dict[str, Mounter]:
+    """fs_type -> mounter. A third-party plugin that fails to load is logged and skipped;
+    one that claims a built-in type or another plugin's type is refused (two matches are a bug)."""
+    mounters: Dict[str, Mounter] = {name: cls() for name, cls in BUILTIN.items()}
+    for ep in _entry_points() if entry_points is None else entry_points:
+        try:
+            mounter = ep.load()()
+            if not isinstance(mounter, Mounter) or not mounter.fs_type:
+                raise TypeError("not a Mounter with an fs_type")
+        except Exception as e:  # a broken plugin must not stop the agent
+            log.error("mounter plugin %s skipped: %s", ep.name, e)
+            continue
+        if mounter.fs_type in mounters:
+            log.error("mounter plugin %s skipped: type %r is already provided", ep.name, mounter.fs_type)
+            continue
+        mounters[mounter.fs_type] = mounter
+    return mounters

@@ -1,0 +1,127 @@
+"""The mounter contract: everything the agent knows about one filesystem type lives behind it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from typing import FrozenSet, List, Mapping, Optional, Pattern, Tuple
+
+from ..errors import BusyError, ClientMissing, InvalidEntry, MountError, TemporaryMountError
+from ..fstab import MARKER
+from ..host import commands, systemd
+from ..model import Filesystem, FstabEntry, MountRecord
+
+__all__ = ["Mounter", "MountSettings", "COMMON_OPTIONS", "NUMBER", "HOST"]
+
+NUMBER = re.compile(r"[0-9]{1,9}(\.[0-9]{1,6})?")
+# A DNS name or IPv4 address, or an IPv6 address in brackets.
+HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])"
+
+# Options every type accepts: access-time flags, and the restrictive security flags.
+# The permissive ones (suid, dev, exec) are decided by validation against the config.
+COMMON_OPTIONS: Mapping[str, Optional[Pattern]] = {
+    name: None for name in ("noatime", "relatime", "nodiratime", "strictatime", "nosuid", "nodev", "noexec")
+}
+
+
+class MountSettings:
+    """The config values a mount needs; a plain holder so mounters do not import config."""
+
+    def __init__(self, mount_timeout: float, unmount_timeout: float, use_scope: bool) -> None:
+        self.mount_timeout = mount_timeout
+        self.unmount_timeout = unmount_timeout
+        self.use_scope = use_scope
+
+
+class Mounter:
+    """One filesystem type. Subclasses set the class attributes and check the export."""
+
+    # The type's name in desired documents.
+    fs_type: str = ""
+    # How its mounts appear in mountinfo's fstype field.
+    kernel_fstypes: FrozenSet[str] = frozenset()
+    # The helper whose presence means the client is installed, and the package that brings it.
+    helper: str = ""
+    packages: Mapping[str, str] = {}
+    # Options an entry may ask for beyond COMMON_OPTIONS: name -> value pattern, None for a flag.
+    options: Mapping[str, Optional[Pattern]] = {}
+    # Added to the fstab line only, so a boot never waits on or fails for a server that is down.
+    boot_options: Tuple[str, ...] = ("_netdev", "nofail")
+    # Its client is a user-space daemon that must outlive the agent (invariant 8).
+    fuse: bool = False
+
+    def check_export(self, export: str) -> str:
+        """Return the export in canonical form or raise InvalidEntry saying what is wrong."""
+        raise NotImplementedError
+
+    def check_mount_point(self, mount_point: str) -> None:
+        """Raise InvalidEntry for a (generally valid) mount point this type's helper mishandles."""
+
+    def check_option(self, option: str) -> None:
+        """Raise InvalidEntry unless `option` (one item, no commas) is allowed for this type."""
+        key, has_value, value = option.partition("=")
+        allowed = {**COMMON_OPTIONS, **self.options}
+        if key not in allowed:
+            raise InvalidEntry(f"option {key!r} is not allowed for {self.fs_type}")
+        pattern = allowed[key]
+        if pattern is None and has_value:
+            raise InvalidEntry(f"option {key!r} takes no value")
+        if pattern is not None and not (has_value and pattern.fullmatch(value)):
+            raise InvalidEntry(f"option {option!r}: value does not match {pattern.pattern}")
+
+    def mount_options(self, fs: Filesystem) -> Tuple[str, ...]:
+        """The -o list for mount(8): access first, then the validated options."""
+        return (fs.access.value, *fs.options)
+
+    def fstab_entry(self, fs: Filesystem, mount_timeout: float) -> FstabEntry:
+        """Our line for fs: boot-safe options and the marker that says it is ours."""
+        timeout = f"x-systemd.mount-timeout={int(mount_timeout)}"
+        mntops = ",".join((*self.mount_options(fs), *self.boot_options, timeout, MARKER))
+        return FstabEntry(fs.export, fs.mount_point, self.fs_type, mntops, 0, 0)
+
+    def same_source(self, export: str, source: str) -> bool:
+        """Does a mountinfo source name this (canonical) export? Types override for aliases."""
+        return source == export
+
+    def is_mount_of(self, fs_export: str, record: MountRecord) -> bool:
+        return record.fstype in self.kernel_fstypes and self.same_source(fs_export, record.source)
+
+    def client_missing(self) -> Optional[str]:
+        """None when the client is installed; otherwise what to install, for the status line."""
+        for directory in ("/sbin", "/usr/sbin", "/bin", "/usr/bin"):
+            if os.access(os.path.join(directory, self.helper), os.X_OK):
+                return None
+        if shutil.which(self.helper):
+            return None
+        return (
+            f"{self.fs_type} client not installed: install {self.packages.get('debian', '?')} "
+            f"(Debian/Ubuntu) or {self.packages.get('rhel', '?')} (RHEL family)"
+        )
+
+    def mount_argv(self, fs: Filesystem) -> List[str]:
+        return ["mount", "-t", self.fs_type, "-o", ",".join(self.mount_options(fs)), fs.export, fs.mount_point]
+
+    def mount(self, fs: Filesystem, settings: MountSettings) -> None:
+        """Mount fs; raises MountError (or a subclass saying it may pass later)."""
+        missing = self.client_missing()
+        if missing:
+            raise ClientMissing(missing)
+        argv = self.mount_argv(fs)
+        if self.fuse and settings.use_scope:
+            argv = systemd.in_own_scope(argv, f"sharedfs mount of {fs.name} on {fs.mount_point}")
+        result = commands.run(argv, settings.mount_timeout)
+        if not result.ok:
+            raise TemporaryMountError(f"mount failed: {result.summary()}")
+
+    def unmount(self, mount_point: str, settings: MountSettings) -> None:
+        """Unmount; a filesystem in use raises BusyError and stays mounted (no force, no lazy)."""
+        result = commands.run(["umount", mount_point], settings.unmount_timeout)
+        if result.ok:
+            return
+        if "busy" in result.summary().lower():
+            raise BusyError(f"in use, not unmounted: {result.summary()}")
+        raise MountError(f"umount failed: {result.summary()}")
+
+    def describe(self) -> str:
+        return f"{self.fs_type} ({', '.join(sorted(self.kernel_fstypes))})"
