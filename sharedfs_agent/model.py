@@ -109,7 +109,8 @@ class Observed:
     fstab_foreign: Mapping[str, FstabEntry]  # every other entry, by mount point
     ledger: Mapping[str, OwnedMount]  # what we mounted, by mount point
     paths: Mapping[str, PathState] = field(default_factory=dict)  # desired but unmounted
-    unhealthy: Mapping[str, str] = field(default_factory=dict)  # our mounts failing a probe
+    broken: Mapping[str, str] = field(default_factory=dict)  # our mounts failing with ESTALE/ENOTCONN
+    hung: Mapping[str, str] = field(default_factory=dict)  # our mounts failing otherwise (no answer…)
 
 
 class ActionKind(str, enum.Enum):

@@ -97,8 +97,8 @@ class _Planner:
                 reason = f"export changed from {record.source} ({record.fstype}) to {fs.export} ({fs.fs_type})"
             elif owned is not None and _mount_spec(owned.filesystem) != _mount_spec(fs):
                 reason = f"options changed to {','.join(mounter.mount_options(fs))}"
-            elif mp in obs.unhealthy:
-                reason = f"mount is broken ({obs.unhealthy[mp]})"
+            elif mp in obs.broken:
+                reason = f"mount is broken ({obs.broken[mp]})"
             if reason:
                 old_type = owned.filesystem.fs_type if owned else fs.fs_type
                 self.act(ActionKind.UNMOUNT, mp, fs.name, old_type, reason)
@@ -125,8 +125,13 @@ class _Planner:
                 "fstab line missing" if current is None else "fstab line out of date",
                 fstab_entry=line,
             )
-        pending = len(self.actions) > before
-        self.verdicts.append(Verdict(fs.name, mp, State.PENDING if pending else State.MOUNTED))
+        if len(self.actions) > before:
+            self.verdicts.append(Verdict(fs.name, mp, State.PENDING))
+        elif mp in obs.hung:
+            # Remounting cannot cure a server that does not answer, and its unmount could hang too.
+            self.verdicts.append(Verdict(fs.name, mp, State.ERROR, f"mounted, but a read through it failed: {obs.hung[mp]}"))
+        else:
+            self.verdicts.append(Verdict(fs.name, mp, State.MOUNTED))
 
     def release(self, mount_point: str) -> None:
         """Rules for a mount point we own that is no longer desired."""

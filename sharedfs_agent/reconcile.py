@@ -22,6 +22,9 @@ __all__ = ["Reconciler", "PassResult", "path_state"]
 
 log = logging.getLogger(__name__)
 
+# Probe errors that a fresh mount cures: a stale NFS handle, a FUSE client that died.
+REMOUNT_ON = frozenset({"ESTALE", "ENOTCONN"})
+
 Prober = Callable[[Iterable[str], float], Mapping[str, Optional[str]]]
 
 
@@ -110,7 +113,8 @@ class Reconciler:
             fstab_foreign=table.foreign_targets(),
             ledger=owned,
             paths=paths,
-            unhealthy={mp: reason for mp, reason in health.items() if reason},
+            broken={mp: why for mp, why in health.items() if why and why.split(":")[0] in REMOUNT_ON},
+            hung={mp: why for mp, why in health.items() if why and why.split(":")[0] not in REMOUNT_ON},
         )
 
     # -- apply ------------------------------------------------------------------------------

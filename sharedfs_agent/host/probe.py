@@ -16,6 +16,15 @@ _abandoned: Set[int] = set()
 
 
 def _child(path: str) -> None:
+    # A probe stuck on a dead server may outlive the agent: it must hold none of the parent's
+    # files (its pipes would keep a caller waiting for EOF, its flock would block the next pass).
+    try:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.closerange(3, 1 << 16)
+    except OSError:
+        os._exit(255)
     try:
         os.stat(path)
         with os.scandir(path) as entries:

@@ -1,0 +1,119 @@
+"""Real components for integration tests: glusterd on loopback, the agent in a private mount namespace."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import require
+from tests.support.gluster import Glusterd, brick_host
+from tests.support.namespace import MountNamespace
+
+REPO = Path(__file__).resolve().parents[2]
+FOREIGN_FSTAB = (REPO / "tests" / "fixtures" / "util-linux_fstab.comment").read_bytes() + b"/dev/sdz9 /mnt/keep ext4 ro"
+
+
+def _need_root() -> None:
+    require(os.geteuid() == 0, "needs root for mount(2) in a private mount namespace")
+    require(shutil.which("unshare") is not None and shutil.which("nsenter") is not None, "util-linux unshare/nsenter")
+
+
+@pytest.fixture(scope="session")
+def workdir():
+    # Not under /tmp: the agent refuses mount points inside system directories, /tmp among them.
+    base = REPO / ".work" / f"tests-{os.getpid()}"
+    base.mkdir(parents=True)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def glusterd(workdir):
+    _need_root()
+    require(os.path.exists("/usr/sbin/glusterd"), "glusterfs-server is not installed (run scripts/setup.sh)")
+    require(shutil.which("mount.glusterfs") is not None, "glusterfs-client is not installed (run scripts/setup.sh)")
+    require(os.path.exists("/dev/fuse"), "/dev/fuse is missing")
+    try:
+        brick_host()
+    except RuntimeError as e:
+        require(False, str(e))
+    server = Glusterd(workdir / "glusterd")
+    server.start()
+    yield server
+    server.stop()
+
+
+class Agent:
+    """One agent configuration (its own fstab, state dir and allowed root) in its own namespace."""
+
+    def __init__(self, base: Path, ns: MountNamespace, **settings) -> None:
+        self.base, self.ns = base, ns
+        self.root = base / "mnt"
+        self.fstab = base / "fstab"
+        self.doc = base / "filesystems.json"
+        self.config = base / "agent.conf"
+        self.root.mkdir(parents=True)
+        self.fstab.write_bytes(FOREIGN_FSTAB)
+        agent = {"source": "file", "state_dir": base / "state", "fstab": self.fstab,
+                 "allowed_roots": self.root, "mount_timeout": 20, "probe_timeout": 3, **settings}
+        self.config.write_text(
+            "[agent]\n" + "".join(f"{k} = {v}\n" for k, v in agent.items()) + f"[file]\npath = {self.doc}\n"
+        )
+
+    def mp(self, name: str) -> str:
+        return str(self.root / name)
+
+    def desire(self, *entries: dict) -> None:
+        self.doc.write_text(json.dumps({"filesystems": list(entries)}))
+
+    def entry(self, name: str, export: str, **over) -> dict:
+        return {"name": name, "fs_type": "glusterfs", "export": export, "mount_point": self.mp(name), **over}
+
+    def command(self, *args: str) -> list:
+        return [sys.executable, "-m", "sharedfs_agent", *args, "--config", str(self.config)]
+
+    def once(self, timeout: float = 120) -> subprocess.CompletedProcess:
+        return self.ns.run(self.command("once"), timeout=timeout)
+
+    def status(self) -> dict:
+        out = self.ns.run(self.command("status", "--json"), timeout=10)
+        assert out.returncode == 0, out.stderr
+        return {fs["name"]: fs for fs in json.loads(out.stdout)["filesystems"]}
+
+    def our_lines(self) -> list:
+        return [line for line in self.fstab.read_text().splitlines() if "x-sharedfs-agent" in line]
+
+    def foreign_bytes(self) -> bytes:
+        """The fstab without our lines: must stay FOREIGN_FSTAB byte for byte (plus the newline
+        that terminates its last line once we append after it)."""
+        kept = [line for line in self.fstab.read_bytes().splitlines(True) if b"x-sharedfs-agent" not in line]
+        return b"".join(kept)
+
+    def mounted(self, name: str):
+        return self.ns.mounts().get(self.mp(name))
+
+
+@pytest.fixture
+def agent(workdir, request):
+    _need_root()
+    base = workdir / request.node.name
+    ns = MountNamespace()
+    yield Agent(base, ns)
+    ns.close(str(base))
+
+
+def wait_for(predicate, timeout: float = 10.0, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
