@@ -24,7 +24,9 @@ def replace(path: str, data: bytes, like: Optional[os.stat_result] = None, mode:
     `like` copies mode and owner from the file being replaced.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+    prefix = "." + os.path.basename(path) + "."
+    _sweep(directory, prefix)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -43,6 +45,17 @@ def replace(path: str, data: bytes, like: Optional[os.stat_result] = None, mode:
             pass
         raise
     fsync_dir(directory)
+
+
+def _sweep(directory: str, prefix: str) -> None:
+    """Remove temp files a killed writer left behind (mkstemp adds 8 characters to the prefix).
+    Callers hold the agent's pass lock, so no other writer of ours is mid-write."""
+    for name in os.listdir(directory):
+        if name.startswith(prefix) and len(name) == len(prefix) + 8:
+            try:
+                os.unlink(os.path.join(directory, name))
+            except FileNotFoundError:
+                pass
 
 
 def write_json(path: str, value: Any, mode: int = 0o644) -> None:

@@ -129,7 +129,9 @@ class _Planner:
             self.verdicts.append(Verdict(fs.name, mp, State.PENDING))
         elif mp in obs.hung:
             # Remounting cannot cure a server that does not answer, and its unmount could hang too.
-            self.verdicts.append(Verdict(fs.name, mp, State.ERROR, f"mounted, but a read through it failed: {obs.hung[mp]}"))
+            self.verdicts.append(
+                Verdict(fs.name, mp, State.ERROR, f"mounted, but a read through it failed: {obs.hung[mp]}")
+            )
         else:
             self.verdicts.append(Verdict(fs.name, mp, State.MOUNTED))
 

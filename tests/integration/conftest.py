@@ -61,8 +61,15 @@ class Agent:
         self.config = base / "agent.conf"
         self.root.mkdir(parents=True)
         self.fstab.write_bytes(FOREIGN_FSTAB)
-        agent = {"source": "file", "state_dir": base / "state", "fstab": self.fstab,
-                 "allowed_roots": self.root, "mount_timeout": 20, "probe_timeout": 3, **settings}
+        agent = {
+            "source": "file",
+            "state_dir": base / "state",
+            "fstab": self.fstab,
+            "allowed_roots": self.root,
+            "mount_timeout": 20,
+            "probe_timeout": 3,
+            **settings,
+        }
         self.config.write_text(
             "[agent]\n" + "".join(f"{k} = {v}\n" for k, v in agent.items()) + f"[file]\npath = {self.doc}\n"
         )

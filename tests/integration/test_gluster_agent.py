@@ -82,7 +82,9 @@ def test_busy_filesystem_is_not_forced(agent, volumes):
         holder.kill()
         holder.wait()
     for pid in agent.ns.members():  # the sleep inside the namespace
-        if open(f"/proc/{pid}/cmdline", "rb").read().startswith(b"sleep\x00300"):
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            is_holder = cmdline.read().startswith(b"sleep\x00300")
+        if is_holder:
             os.kill(pid, signal.SIGKILL)
     assert wait_for(lambda: agent.once().returncode == 0, timeout=15)
     assert agent.mounted("alpha") is None
@@ -116,10 +118,19 @@ def test_hostile_document_mounts_only_the_good_entry(agent, volumes):
     assert agent.foreign_bytes() == FOREIGN_FSTAB + b"\n"
     status = agent.status()
     assert status["good"]["state"] == "mounted"
-    for name, words in [("root", "root filesystem"), ("etc", "/etc"), ("dotdot", "'..'"),
-                        ("newline", "control characters"), ("space", "white space"),
-                        ("export", "not host:/volume"), ("suid", "allow_suid"), ("comma", "characters"),
-                        ("unknown", "unknown fs_type"), ("dup9999", "max_filesystems"), ("dup0", "already used")]:
+    for name, words in [
+        ("root", "root filesystem"),
+        ("etc", "/etc"),
+        ("dotdot", "'..'"),
+        ("newline", "control characters"),
+        ("space", "white space"),
+        ("export", "not host:/volume"),
+        ("suid", "allow_suid"),
+        ("comma", "characters"),
+        ("unknown", "unknown fs_type"),
+        ("dup9999", "max_filesystems"),
+        ("dup0", "already used"),
+    ]:
         assert status[name]["state"] == "error", name
         assert words in status[name]["detail"], (name, status[name]["detail"])
     assert not os.path.exists("/etc/sharedfs-agent/../fstab.sharedfs-agent.bak")
@@ -150,8 +161,9 @@ def test_hung_server_does_not_block_the_others(agent, volumes, glusterd):
     brick = glusterd.brick_pid("beta")
     os.kill(brick, signal.SIGSTOP)
     try:
-        agent.desire(agent.entry("alpha", volumes["alpha"]), agent.entry("beta", volumes["beta"]),
-                     agent.entry("gamma", gamma))
+        agent.desire(
+            agent.entry("alpha", volumes["alpha"]), agent.entry("beta", volumes["beta"]), agent.entry("gamma", gamma)
+        )
         start = time.monotonic()
         proc = agent.ns.popen(agent.command("once"), stderr=subprocess.PIPE, text=True)
         time.sleep(0.5)

@@ -25,6 +25,8 @@ def mountinfo(path: str) -> List[dict]:
 def fstab(path: str) -> List[dict]:
     out = subprocess.run(
         ["findmnt", "-F", path, "--json", "--list", "-o", "SOURCE,TARGET,FSTYPE,OPTIONS,FREQ,PASSNO"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return json.loads(out)["filesystems"] if out.strip() else []

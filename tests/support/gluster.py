@@ -63,11 +63,13 @@ class Glusterd:
         if os.path.isdir("/var/lib/glusterd/groups"):
             shutil.copytree("/var/lib/glusterd/groups", state / "groups")
         (self.base / "glusterd.vol").write_text(_VOLFILE.format(state=state))
-        log = open(self.base / "glusterd.out", "wb")
-        self.proc = subprocess.Popen(
-            [GLUSTERD, "-N", "-f", str(self.base / "glusterd.vol"), f"--log-file={self.base / 'glusterd.log'}"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        with open(self.base / "glusterd.out", "wb") as log:
+            self.proc = subprocess.Popen(
+                [GLUSTERD, "-N", "-f", str(self.base / "glusterd.vol"), f"--log-file={self.base / 'glusterd.log'}"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 30
         while gluster("volume", "list", check=False).returncode != 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:

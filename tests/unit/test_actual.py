@@ -87,7 +87,5 @@ def test_escape_round_trips_and_never_spills(text):
 
 
 def test_top_mount_is_the_last_at_a_mount_point():
-    records = parse_mountinfo(
-        "30 1 0:1 / /mnt/x rw - tmpfs a rw\n31 30 0:2 / /mnt/x rw - fuse.glusterfs h:/v rw\n"
-    )
+    records = parse_mountinfo("30 1 0:1 / /mnt/x rw - tmpfs a rw\n31 30 0:2 / /mnt/x rw - fuse.glusterfs h:/v rw\n")
     assert top_mounts(records)["/mnt/x"].mount_id == 31

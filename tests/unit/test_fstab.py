@@ -25,8 +25,11 @@ def test_corpus_round_trips_byte_for_byte():
 
 def test_corpus_entries_match_findmnt():
     path = FIXTURES / "util-linux_fstab.comment"
-    ours = [(e.entry.spec, fstab.normalise_target(e.entry.file), e.entry.vfstype)
-            for e in fstab.parse(path.read_text()).lines if e.entry]
+    ours = [
+        (e.entry.spec, fstab.normalise_target(e.entry.file), e.entry.vfstype)
+        for e in fstab.parse(path.read_text()).lines
+        if e.entry
+    ]
     reference = [(r["source"], fstab.normalise_target(r["target"]), r["fstype"]) for r in findmnt.fstab(str(path))]
     assert ours == reference
 
@@ -37,24 +40,40 @@ def test_our_line_is_understood_by_findmnt(tmp_path):
     path.write_text("# keep me\n" + fstab.render_entry(entry))
     (row,) = findmnt.fstab(str(path))
     assert (row["source"], row["target"], row["fstype"], row["options"]) == (
-        "gl1:/vol", "/mnt/a b\\c", "glusterfs", entry.mntops)
+        "gl1:/vol",
+        "/mnt/a b\\c",
+        "glusterfs",
+        entry.mntops,
+    )
     assert fstab.read(str(path)).owned() == {"/mnt/a b\\c": entry}
 
 
 def test_with_owned_edits_only_our_lines():
-    text = "# head\nUUID=1 / ext4 defaults 0 1\n\n" + fstab.render_entry(OURS) + "\t# indented comment\nlast-no-newline /x"
+    text = (
+        "# head\nUUID=1 / ext4 defaults 0 1\n\n" + fstab.render_entry(OURS) + "\t# indented comment\nlast-no-newline /x"
+    )
     table = fstab.parse(text)
     assert set(table.owned()) == {"/home"}
     assert set(table.foreign_targets()) == {"/", "/x"}
     new = FstabEntry("gl1:/data", "/data", "glusterfs", f"rw,{fstab.MARKER}")
     updated = table.with_owned({"/data": new}).render()
-    assert updated == "# head\nUUID=1 / ext4 defaults 0 1\n\n\t# indented comment\nlast-no-newline /x\n" + fstab.render_entry(new)
+    assert (
+        updated
+        == "# head\nUUID=1 / ext4 defaults 0 1\n\n\t# indented comment\nlast-no-newline /x\n" + fstab.render_entry(new)
+    )
     assert fstab.parse(updated).with_owned({}).render() == updated.replace(fstab.render_entry(new), "")
 
 
 line = st.one_of(
-    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), max_size=40),
-    st.sampled_from(["# comment", "", "   ", "UUID=x / ext4 defaults 0 1", "a\tb\tc", f"h:/v /m glusterfs {fstab.MARKER} 0 0"]),
+    st.text(
+        alphabet=st.characters(
+            blacklist_categories=("Cs",), blacklist_characters="\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+        ),
+        max_size=40,
+    ),
+    st.sampled_from(
+        ["# comment", "", "   ", "UUID=x / ext4 defaults 0 1", "a\tb\tc", f"h:/v /m glusterfs {fstab.MARKER} 0 0"]
+    ),
 )
 fstab_text = st.tuples(st.lists(line, max_size=12), st.booleans()).map(
     lambda t: "\n".join(t[0]) + ("\n" if t[1] and t[0] else "")
@@ -72,7 +91,9 @@ def foreign_lines(text: str):
 
 
 mount_points = st.sampled_from(["/mnt/a", "/mnt/b", "/mnt/a b", "/home", "/srv/x\\y"])
-updates = st.lists(st.dictionaries(mount_points, st.sampled_from(["h:/v1", "h:/v2", "other:/v"]), max_size=4), max_size=6)
+updates = st.lists(
+    st.dictionaries(mount_points, st.sampled_from(["h:/v1", "h:/v2", "other:/v"]), max_size=4), max_size=6
+)
 
 
 @settings(max_examples=200)

@@ -76,7 +76,8 @@ def test_converged_does_nothing():
 def test_mounted_without_line_gets_its_line_back():
     f = fs()
     assert kinds(run([f], observed([record(f.mount_point)], owned=[OwnedMount(f)]))) == [
-        (ActionKind.WRITE_FSTAB, "/mnt/home")]
+        (ActionKind.WRITE_FSTAB, "/mnt/home")
+    ]
 
 
 def test_line_without_mount_gets_mounted():
@@ -115,7 +116,10 @@ def test_broken_mount_is_remounted_and_hung_one_is_reported():
 def test_detached_is_unmounted_and_forgotten():
     p = run([], converged(fs()))
     assert kinds(p) == [
-        (ActionKind.UNMOUNT, "/mnt/home"), (ActionKind.DROP_FSTAB, "/mnt/home"), (ActionKind.FORGET, "/mnt/home")]
+        (ActionKind.UNMOUNT, "/mnt/home"),
+        (ActionKind.DROP_FSTAB, "/mnt/home"),
+        (ActionKind.FORGET, "/mnt/home"),
+    ]
 
 
 def test_nothing_is_unmounted_before_a_fresh_fetch():
@@ -169,12 +173,17 @@ def test_refused_update_does_not_detach():
 def test_unmount_deepest_first_then_mount_parents_first():
     old = [fs("a", "/mnt/a", "h:/a"), fs("ab", "/mnt/a/b", "h:/ab")]
     new = [fs("x", "/srv/x/y", "h:/xy"), fs("w", "/srv/x", "h:/x")]
-    obs = observed([record(f.mount_point, f.export, mount_id=i) for i, f in enumerate(old)],
-                   [line(f) for f in old], owned=[OwnedMount(f) for f in old])
+    obs = observed(
+        [record(f.mount_point, f.export, mount_id=i) for i, f in enumerate(old)],
+        [line(f) for f in old],
+        owned=[OwnedMount(f) for f in old],
+    )
     order = [(a.kind, a.mount_point) for a in run(new, obs).actions if a.kind in (ActionKind.MOUNT, ActionKind.UNMOUNT)]
     assert order == [
-        (ActionKind.UNMOUNT, "/mnt/a/b"), (ActionKind.UNMOUNT, "/mnt/a"),
-        (ActionKind.MOUNT, "/srv/x"), (ActionKind.MOUNT, "/srv/x/y"),
+        (ActionKind.UNMOUNT, "/mnt/a/b"),
+        (ActionKind.UNMOUNT, "/mnt/a"),
+        (ActionKind.MOUNT, "/srv/x"),
+        (ActionKind.MOUNT, "/srv/x/y"),
     ]
 
 
