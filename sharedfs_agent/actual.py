@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable, Tuple
 
 from .escapes import unescape
 from .model import MountRecord
@@ -37,11 +38,13 @@ def parse_line(line: str) -> MountRecord:
     )
 
 
-def parse_mountinfo(text: str) -> List[MountRecord]:
-    return [parse_line(line) for line in text.splitlines() if line.strip()]
+@functools.lru_cache(maxsize=2)
+def parse_mountinfo(text: str) -> Tuple[MountRecord, ...]:
+    """Memoised on the text: an idle daemon re-reads an unchanged table every pass."""
+    return tuple(parse_line(line) for line in text.splitlines() if line.strip())
 
 
-def read_mountinfo(path: str = MOUNTINFO) -> List[MountRecord]:
+def read_mountinfo(path: str = MOUNTINFO) -> Tuple[MountRecord, ...]:
     # Bytes + surrogateescape: a path that is not UTF-8 still round-trips to the same bytes.
     with open(path, "rb") as f:
         return parse_mountinfo(os.fsdecode(f.read()))

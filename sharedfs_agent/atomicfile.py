@@ -7,7 +7,7 @@ import os
 import tempfile
 from typing import Any, Optional
 
-__all__ = ["replace", "fsync_dir", "write_json", "read_json"]
+__all__ = ["replace", "replace_if_changed", "fsync_dir", "write_json", "read_json"]
 
 
 def fsync_dir(directory: str) -> None:
@@ -58,9 +58,26 @@ def _sweep(directory: str, prefix: str) -> None:
                 pass
 
 
-def write_json(path: str, value: Any, mode: int = 0o644) -> None:
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    replace(path, json.dumps(value, indent=1, sort_keys=True).encode() + b"\n", mode=mode)
+def write_json(path: str, value: Any, mode: int = 0o644) -> bool:
+    """Replace path with value as JSON unless it already holds exactly that; returns whether it wrote.
+
+    Compact on purpose: json's C encoder only runs without indent, and a no-op pass at 1,000
+    filesystems rewrites nothing at all.
+    """
+    data = json.dumps(value, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    return replace_if_changed(path, data, mode)
+
+
+def replace_if_changed(path: str, data: bytes, mode: int = 0o644) -> bool:
+    """replace() unless path already holds exactly data; makes the directory (0700) if needed."""
+    try:
+        with open(path, "rb") as f:
+            if f.read() == data:
+                return False
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    replace(path, data, mode=mode)
+    return True
 
 
 def read_json(path: str) -> Any:

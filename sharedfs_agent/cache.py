@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any, Optional
+from typing import Optional
 
 from . import atomicfile
 
 __all__ = ["save", "load"]
 
 
-def save(path: str, document: Any) -> None:
-    """Keep a document that passed validation; written atomically (0600: it names servers)."""
-    atomicfile.write_json(path, {"saved_at": time.time(), "document": document}, mode=0o600)
+def save(path: str, document: bytes) -> None:
+    """Keep a document that passed validation, as the source sent it (0600: it names servers).
+    Written only when it changed; its mtime says when."""
+    atomicfile.replace_if_changed(path, document, mode=0o600)
 
 
-def load(path: str) -> Optional[Any]:
-    """The last saved document, or None when there is none or it is unreadable."""
+def load(path: str) -> Optional[bytes]:
+    """The last saved document, or None when there is none."""
     try:
-        saved = atomicfile.read_json(path)
-    except (OSError, ValueError):
-        return None  # a damaged cache is no cache; the source fills it again
-    return saved.get("document") if isinstance(saved, dict) else None
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None

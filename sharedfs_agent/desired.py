@@ -20,6 +20,7 @@ SYSTEM_DIRS = (
     "/run", "/sbin", "/sys", "/usr", "/var", "/tmp", "/snap", "/lost+found",
 )  # fmt: skip
 
+_SYSTEM = frozenset(SYSTEM_DIRS)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _OPTION = re.compile(r"[A-Za-z0-9_.:@\[\]/+=-]{1,512}")
@@ -42,17 +43,18 @@ def check_mount_point(path: Any, config: AgentConfig) -> str:
         raise InvalidEntry("mount_point must be a non-empty string")
     if len(path) > _MAX_PATH or _CONTROL.search(path):
         raise InvalidEntry("mount_point contains control characters or is too long")
-    if not path.startswith("/"):
-        raise InvalidEntry(f"mount_point {path!r} is not absolute")
-    if ".." in path.split("/") or "." in path.split("/"):
-        raise InvalidEntry(f"mount_point {path!r} has '.' or '..' segments")
-    if posixpath.normpath(path) != path:
-        raise InvalidEntry(f"mount_point {path!r} is not normalised (did you mean {posixpath.normpath(path)!r}?)")
     if path == "/":
         raise InvalidEntry("mount_point '/' is the root filesystem")
-    for system in SYSTEM_DIRS:
-        if path == system or path.startswith(system + "/"):
-            raise InvalidEntry(f"mount_point {path!r} is inside the system directory {system}")
+    parts = path.split("/")
+    if parts[0]:
+        raise InvalidEntry(f"mount_point {path!r} is not absolute")
+    if ".." in parts or "." in parts:
+        raise InvalidEntry(f"mount_point {path!r} has '.' or '..' segments")
+    if "" in parts[1:]:
+        raise InvalidEntry(f"mount_point {path!r} is not normalised (did you mean {posixpath.normpath(path)!r}?)")
+    # Every system directory is top-level, so its first component decides.
+    if "/" + parts[1] in _SYSTEM:
+        raise InvalidEntry(f"mount_point {path!r} is inside the system directory /{parts[1]}")
     if not any(path == root or path.startswith(root.rstrip("/") + "/") for root in config.allowed_roots):
         raise InvalidEntry(
             f"mount_point {path!r} is outside the allowed roots ({' '.join(config.allowed_roots)}; "

@@ -14,10 +14,9 @@ _MUST_ESCAPE = re.compile(rb"[ \t\n\\]")
 
 def unescape(field: str) -> str:
     """`\\040` -> space and so on, on the raw bytes, so multibyte names survive."""
-    raw = os.fsencode(field)
-    if b"\\" not in raw:
+    if "\\" not in field:
         return field
-    return os.fsdecode(_OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), raw))
+    return os.fsdecode(_OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), os.fsencode(field)))
 
 
 def escape(field: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -115,7 +116,9 @@ class FstabFile:
         return FstabFile(tuple(out))
 
 
+@functools.lru_cache(maxsize=4)
 def parse(text: str) -> FstabFile:
+    """Memoised on the text (FstabFile is immutable): an unchanged fstab is parsed once."""
     return FstabFile(tuple(FstabLine(raw, _parse_entry(raw)) for raw in text.splitlines(True)))
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Dict, Mapping
+import functools
+import json
+from typing import Dict, Mapping, Tuple
 
 from . import atomicfile
 from .model import Access, Filesystem, OwnedMount
@@ -36,11 +38,21 @@ def _from_json(mount_point: str, raw: dict) -> OwnedMount:
 
 def load(path: str) -> Dict[str, OwnedMount]:
     """Raises ValueError when the file is damaged: losing track of what we own is not silent."""
-    raw = atomicfile.read_json(path) or {}
     try:
-        return {mp: _from_json(mp, entry) for mp, entry in raw.items()}
-    except (KeyError, TypeError, AttributeError) as e:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return {}
+    try:
+        return dict(_decode(data))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"ledger {path} is damaged: {e}") from None
+
+
+@functools.lru_cache(maxsize=2)
+def _decode(data: bytes) -> Tuple[Tuple[str, OwnedMount], ...]:
+    """Memoised on the bytes; the entries are immutable, callers get a fresh dict."""
+    return tuple((mp, _from_json(mp, entry)) for mp, entry in json.loads(data).items())
 
 
 def save(path: str, owned: Mapping[str, OwnedMount]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ class Reconciler:
         self.mounters = mounters
         self.mountinfo = mountinfo
         self.prober = prober
+        self._validated: Optional[Tuple[bytes, Desired]] = None
         use_scope = config.use_systemd_scope
         self.settings = MountSettings(
             config.mount_timeout,
@@ -86,15 +88,28 @@ class Reconciler:
         """
         try:
             document = self.source.fetch()
-            desired = parse_document(document, self.mounters, self.config)
+            desired = self._validate(document)
         except SourceUnavailable as e:
             saved = cache.load(self.config.cache_path) if allow_cache else None
             if saved is None:
                 raise
             log.warning("source unavailable (%s); using the last-known-good state", e)
-            return parse_document(saved, self.mounters, self.config), False
+            return self._validate(saved), False
         cache.save(self.config.cache_path, document)
         return desired, True
+
+    def _validate(self, document: bytes) -> Desired:
+        """JSON bytes -> Desired; the last result is kept, as an idle daemon sees one document
+        again and again (the only state a Reconciler keeps, and it is derived)."""
+        if self._validated is not None and self._validated[0] == document:
+            return self._validated[1]
+        try:
+            parsed = json.loads(document)
+        except ValueError as e:
+            raise SourceUnavailable(f"{self.source.describe()}: not valid JSON: {e}") from None
+        desired = parse_document(parsed, self.mounters, self.config)
+        self._validated = (document, desired)
+        return desired
 
     # -- observe ----------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from .base import HOST, NUMBER, Mounter
 
 __all__ = ["GlusterfsMounter"]
 
+_SPACE = re.compile(r"\s")
 _VOLUME = r"[A-Za-z0-9_-]{1,64}"
 _SEGMENT = r"(?!\.\.?(?:/|$))[A-Za-z0-9._-]{1,255}"
 _EXPORT = re.compile(rf"(?P<host>{HOST}):/?(?P<volume>{_VOLUME})(?P<subdir>(?:/{_SEGMENT})*)")
@@ -51,7 +52,7 @@ class GlusterfsMounter(Mounter):
 
     def check_mount_point(self, mount_point: str) -> None:
         # mount.glusterfs is a shell script that expands the mount point unquoted.
-        if any(c.isspace() for c in mount_point):
+        if _SPACE.search(mount_point):
             raise InvalidEntry(f"mount_point {mount_point!r}: mount.glusterfs cannot handle white space in it")
 
     def same_source(self, export: str, source: str) -> bool:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 __all__ = ["Source", "MAX_DOCUMENT_BYTES"]
 
 # Far above any real document (10,000 entries is about 2 MB), far below what would hurt.
@@ -13,9 +11,10 @@ MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 class Source:
     """A place the desired state comes from."""
 
-    def fetch(self) -> Any:
-        """The parsed JSON document. Unreachable, slow, or garbage: raise SourceUnavailable,
-        never return an empty list (that would read as "detach everything")."""
+    def fetch(self) -> bytes:
+        """The desired-state document, as JSON bytes (parsed and validated by the caller).
+        Unreachable, slow, or garbage: raise SourceUnavailable, never return an empty list
+        (that would read as "detach everything")."""
         raise NotImplementedError
 
     def describe(self) -> str:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from ..errors import SourceUnavailable
 from .base import MAX_DOCUMENT_BYTES, Source
 
@@ -15,7 +12,7 @@ class FileSource(Source):
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def fetch(self) -> Any:
+    def fetch(self) -> bytes:
         try:
             with open(self.path, "rb") as f:
                 data = f.read(MAX_DOCUMENT_BYTES + 1)
@@ -23,10 +20,7 @@ class FileSource(Source):
             raise SourceUnavailable(f"cannot read {self.path}: {e.strerror}") from None
         if len(data) > MAX_DOCUMENT_BYTES:
             raise SourceUnavailable(f"{self.path} is larger than {MAX_DOCUMENT_BYTES} bytes")
-        try:
-            return json.loads(data)
-        except ValueError as e:
-            raise SourceUnavailable(f"{self.path} is not valid JSON: {e}") from None
+        return data
 
     def describe(self) -> str:
         return f"file {self.path}"
