@@ -59,7 +59,9 @@ def build_world(base: Path, n: int) -> Reconciler:
         for i, fs in enumerate(desired.filesystems)
     ]
     (base / "mountinfo").write_text("".join(lines))
-    owned_lines = {fs.mount_point: mounters["glusterfs"].fstab_entry(fs, config.mount_timeout) for fs in desired.filesystems}
+    owned_lines = {
+        fs.mount_point: mounters["glusterfs"].fstab_entry(fs, config.mount_timeout) for fs in desired.filesystems
+    }
     text = "# /etc/fstab\nUUID=1234 / ext4 defaults 0 1\n"
     fstab.write_atomic(config.fstab, fstab.parse(text).with_owned(owned_lines))
     os.makedirs(config.state_dir)
@@ -130,14 +132,22 @@ def main() -> None:
         small = measure(base, 100)
         large = measure(base, 1000)
         print("reconcile_scale: CPU ms per call (process_time), one run")
-        print(f"  plan() alone     100: {small[0]:7.2f} ms   1000: {large[0]:7.2f} ms   ratio 1000/100: {large[0] / small[0]:5.1f}")
-        print(f"  no-op full pass  100: {small[1]:7.2f} ms   1000: {large[1]:7.2f} ms   ratio 1000/100: {large[1] / small[1]:5.1f}")
-        print(f"  cold pass        100: {small[2]:7.2f} ms   1000: {large[2]:7.2f} ms   ratio 1000/100: {large[2] / small[2]:5.1f}"
-              "   (first pass of a process: everything parsed and validated)")
+        print(
+            f"  plan() alone     100: {small[0]:7.2f} ms   1000: {large[0]:7.2f} ms   ratio 1000/100: {large[0] / small[0]:5.1f}"
+        )
+        print(
+            f"  no-op full pass  100: {small[1]:7.2f} ms   1000: {large[1]:7.2f} ms   ratio 1000/100: {large[1] / small[1]:5.1f}"
+        )
+        print(
+            f"  cold pass        100: {small[2]:7.2f} ms   1000: {large[2]:7.2f} ms   ratio 1000/100: {large[2] / small[2]:5.1f}"
+            "   (first pass of a process: everything parsed and validated)"
+        )
         print(f"  goal: no-op pass at 1000 <= 20 ms CPU -> {'met' if large[1] <= 20 else 'NOT met'}")
         print(f"  health probe (fork + stat + readdir), wall per mount, 100 in parallel: {probe_cost(base):.2f} ms")
         wall = once_wall_seconds(base)
-        print(f"  `sharedfs-agent once` no-op, wall (best of 5): {wall * 1000:.0f} ms   goal <= 500 ms -> {'met' if wall <= 0.5 else 'NOT met'}")
+        print(
+            f"  `sharedfs-agent once` no-op, wall (best of 5): {wall * 1000:.0f} ms   goal <= 500 ms -> {'met' if wall <= 0.5 else 'NOT met'}"
+        )
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

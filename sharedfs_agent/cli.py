@@ -150,9 +150,11 @@ def cmd_status(cfg, args) -> int:
         return ExitStatus.CONVERGED
     age = time.time() - status["updated_at"]
     print(f"source: {status['source']}   last pass: {age:.0f}s ago")
-    print(f"{'NAME':24} {'MOUNT POINT':28} {'STATE':10} {'ACTUAL':30} DETAIL")
-    for fs in status["filesystems"]:
-        print(f"{fs['name']:24} {fs['mount_point'] or '-':28} {fs['state']:10} {fs['actual']:30} {fs['detail']}")
+    rows = [("NAME", "MOUNT POINT", "STATE", "ACTUAL", "DETAIL")]
+    rows += [(f["name"], f["mount_point"] or "-", f["state"], f["actual"], f["detail"]) for f in status["filesystems"]]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
     return ExitStatus.CONVERGED
 
 

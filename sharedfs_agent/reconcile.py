@@ -176,19 +176,19 @@ class Reconciler:
         mp = action.mount_point
         if action.kind is ActionKind.UNMOUNT:
             self._mounter(action.fs_type).unmount(mp, self.settings)
-            log.info("unmounted %s (%s): %s", mp, action.name, action.reason)
+            log.info("unmounted %s (%s) because: %s", mp, action.name, action.reason)
             outcome[mp] = (State.UNMOUNTED, "")
         elif action.kind is ActionKind.MOUNT:
             self._mount(action.filesystem, owned)
-            log.info("mounted %s on %s (%s): %s", action.filesystem.export, mp, action.name, action.reason)
+            log.info("mounted %s on %s (%s) because: %s", action.filesystem.export, mp, action.name, action.reason)
             outcome[mp] = (State.MOUNTED, "")
         elif action.kind is ActionKind.WRITE_FSTAB:
             lines[mp] = action.fstab_entry
-            log.info("fstab line for %s (%s): %s", mp, action.name, action.reason)
+            log.info("fstab line for %s (%s) written because: %s", mp, action.name, action.reason)
             outcome.setdefault(mp, (State.MOUNTED, ""))
         elif action.kind is ActionKind.DROP_FSTAB:
             lines.pop(mp, None)
-            log.info("fstab line for %s (%s) removed: %s", mp, action.name, action.reason)
+            log.info("fstab line for %s (%s) removed because: %s", mp, action.name, action.reason)
             outcome.setdefault(mp, (State.UNMOUNTED, ""))
         elif action.kind is ActionKind.FORGET:
             gone = owned.pop(mp, None)

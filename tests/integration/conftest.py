@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.gluster import Glusterd, brick_host
+from devtools.namespace import MountNamespace
 from tests.support import require
-from tests.support.gluster import Glusterd, brick_host
-from tests.support.namespace import MountNamespace
 
 REPO = Path(__file__).resolve().parents[2]
 FOREIGN_FSTAB = (REPO / "tests" / "fixtures" / "util-linux_fstab.comment").read_bytes() + b"/dev/sdz9 /mnt/keep ext4 ro"

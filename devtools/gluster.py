@@ -1,4 +1,4 @@
-"""A real single-node glusterd for tests: private state dir, bound to loopback, stopped by pid."""
+"""A real single-node glusterd for tests and the demo: private state dir, bound to loopback, stopped by pid."""
 
 from __future__ import annotations
 

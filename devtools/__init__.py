@@ -1,0 +1,1 @@
+"""Developer tools shared by the tests, the demo and the benchmarks: a local glusterd, private mount namespaces."""

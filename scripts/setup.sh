@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up a machine for sharedfs: Debian packages (as root), then .venv with the project and its dev tools.
+# Idempotent: a second run installs nothing new. Used by demo.sh and test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# glusterfs-server: a real glusterd for the demo and the tests; glusterfs-client: the FUSE client
+# (mount.glusterfs) the agent drives; util-linux/mount: findmnt (reference parser), unshare, nsenter.
+PACKAGES=(glusterfs-server glusterfs-client util-linux mount python3 python3-venv)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  apt-get update -q >/dev/null
+  # glusterfs-server's postinst cannot reach systemd here and says so; glusterd is started by the tests.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' || { echo "setup: $PYTHON is older than 3.9" >&2; exit 1; }
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+.venv/bin/python -c 'import sharedfs_agent, pytest, hypothesis' # fails loudly if the install did not happen
+echo "setup: ready (.venv/bin/sharedfs-agent $(.venv/bin/python -c 'import sharedfs_agent; print(sharedfs_agent.__version__)'))"
