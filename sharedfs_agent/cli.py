@@ -14,7 +14,7 @@ from typing import List, Optional
 
 from . import __version__, actual, fstab
 from . import config as config_mod
-from .errors import ConfigError, SourceUnavailable
+from .errors import ConfigError, SourceUnavailable, StateError
 from .mounters import registry
 from .reconcile import PassResult, Reconciler
 from .report import read_status, write_status
@@ -206,6 +206,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     try:
         return int(COMMANDS[args.command](_config(args), args))
-    except ConfigError as e:
+    except (ConfigError, StateError) as e:
         log.error("%s", e)
         return ExitStatus.USAGE

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "SharedfsError",
     "ConfigError",
+    "StateError",
     "SourceUnavailable",
     "InvalidEntry",
     "MountError",
@@ -21,6 +22,10 @@ class SharedfsError(Exception):
 
 class ConfigError(SharedfsError):
     """The configuration or command line is wrong: stop, exit 2, a person must fix it."""
+
+
+class StateError(SharedfsError):
+    """A file in state_dir is damaged: stop, exit 2; guessing what we own could unmount the wrong thing."""
 
 
 class SourceUnavailable(SharedfsError):

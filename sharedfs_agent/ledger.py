@@ -7,6 +7,7 @@ import json
 from typing import Dict, Mapping, Tuple
 
 from . import atomicfile
+from .errors import StateError
 from .model import Access, Filesystem, OwnedMount
 
 __all__ = ["load", "save"]
@@ -37,7 +38,7 @@ def _from_json(mount_point: str, raw: dict) -> OwnedMount:
 
 
 def load(path: str) -> Dict[str, OwnedMount]:
-    """Raises ValueError when the file is damaged: losing track of what we own is not silent."""
+    """Raises StateError when the file is damaged: losing track of what we own is not silent."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -46,7 +47,7 @@ def load(path: str) -> Dict[str, OwnedMount]:
     try:
         return dict(_decode(data))
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ValueError(f"ledger {path} is damaged: {e}") from None
+        raise StateError(f"ledger {path} is damaged ({e}); move it aside to start afresh") from None
 
 
 @functools.lru_cache(maxsize=2)

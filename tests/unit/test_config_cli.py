@@ -105,6 +105,31 @@ def test_exit_codes(tmp_path):
     status = agent("status", "--json", "--config", conf)
     assert "unknown fs_type" in json.loads(status.stdout)["filesystems"][0]["detail"]
     assert agent("version").stdout.startswith("sharedfs-agent ")
+    check = agent("check", "--config", conf)
+    assert check.returncode == 1 and "PROBLEM: refused x: unknown fs_type 'ext4'" in check.stdout
+    (tmp_path / "state" / "owned.json").write_text("{not json")
+    damaged = agent("once", "--config", conf)
+    assert damaged.returncode == cli.ExitStatus.USAGE and "ledger" in damaged.stderr
+
+
+def test_fuse_helper_runs_in_its_own_scope_when_systemd_runs(monkeypatch):
+    from sharedfs_agent.host import commands
+    from sharedfs_agent.model import Filesystem
+    from sharedfs_agent.mounters import MountSettings
+
+    seen = []
+    monkeypatch.setattr(commands, "run", lambda argv, timeout: seen.append(argv) or commands.Result(argv, 0, "", "", 0))
+    mounter = registry(entry_points=())["glusterfs"]
+    monkeypatch.setattr(mounter, "client_missing", lambda: None)
+    fs = Filesystem("h", "glusterfs", "gl1:/home", "/mnt/home", ("nosuid",))
+    mounter.mount(fs, MountSettings(30, 15, use_scope=True))
+    mounter.mount(fs, MountSettings(30, 15, use_scope=False))
+    assert seen[0][:3] == [seen[0][0], "--scope", "--quiet"] and seen[0][0].endswith("systemd-run")
+    assert (
+        seen[0][seen[0].index("--") + 1 :]
+        == seen[1]
+        == ["mount", "-t", "glusterfs", "-o", "rw,nosuid", "gl1:/home", "/mnt/home"]
+    )
 
 
 def test_lint_and_layering():
