@@ -50,7 +50,7 @@ class Glusterd:
     """One glusterd and the volumes a test session creates on it."""
 
     def __init__(self, base: Path) -> None:
-        self.base = base
+        self.base = base.resolve()
         self.host = brick_host()
         self.proc: Optional[subprocess.Popen] = None
         self.volumes: Dict[str, Path] = {}

@@ -1,0 +1,85 @@
+"""A real sharedfs-api server process on a free loopback port, with tokens for each role."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ApiServer:
+    """`sharedfs-api serve` as a subprocess; stop() ends it by pid."""
+
+    def __init__(self, base: Path, db_url: Optional[str] = None, driver: str = "static",
+                 driver_opts: Optional[Dict[str, str]] = None, port: Optional[int] = None,
+                 extra_args: Optional[List[str]] = None) -> None:  # fmt: skip
+        self.base = base
+        base.mkdir(parents=True, exist_ok=True)
+        self.db_url = db_url or f"sqlite:///{base / 'api.db'}"
+        self.driver, self.driver_opts = driver, driver_opts or {}
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.extra_args = extra_args or []
+        self.proc: Optional[subprocess.Popen] = None
+
+    def cli(self, *args: str) -> str:
+        env = {**os.environ, "SHAREDFS_API_DB": self.db_url}
+        return subprocess.run([sys.executable, "-m", "sharedfs_api", *args], env=env, check=True,
+                              capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+    def token(self, role: str, project: Optional[str] = None, instance: Optional[str] = None) -> str:
+        args = ["token", "create", "--role", role]
+        if project:
+            args += ["--project", project]
+        if instance:
+            args += ["--instance", instance]
+        return self.cli(*args)
+
+    def start(self) -> ApiServer:
+        argv = [sys.executable, "-m", "sharedfs_api", "serve", "--db", self.db_url,
+                "--listen", f"127.0.0.1:{self.port}", "--driver", self.driver, *self.extra_args]  # fmt: skip
+        for key, value in self.driver_opts.items():
+            argv += ["--driver-opt", f"{key}={value}"]
+        self.log = open(self.base / f"server-{self.port}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(self.url + "/openapi.json", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sharedfs-api did not start; see {self.log.name}")
+            time.sleep(0.1)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None:
+            self.log.close()
+        self.proc = None
+
+    def call(self, method: str, path: str, token: Optional[str] = None, **kw) -> requests.Response:
+        headers = kw.pop("headers", {})
+        if token:
+            headers["X-Auth-Token"] = token
+        return requests.request(method, self.url + path, headers=headers, timeout=kw.pop("timeout", 30), **kw)

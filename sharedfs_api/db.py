@@ -1,0 +1,144 @@
+"""The database: SQLAlchemy tables, the engine for a URL (SQLite by default, PostgreSQL), migrations to head."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from typing import List, Optional
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+__all__ = ["Base", "Filesystem", "Instance", "Connection", "MountState", "Token", "Grant",
+           "make_engine", "make_sessions", "upgrade", "DEFAULT_URL"]  # fmt: skip
+
+DEFAULT_URL = "sqlite:///sharedfs.db"
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Filesystem(Base):
+    __tablename__ = "filesystems"
+    __table_args__ = (UniqueConstraint("project", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project: Mapped[str] = mapped_column(String(64), index=True)  # the tenant that owns it
+    name: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[str] = mapped_column(String(32))  # as the caller wrote it, e.g. "4Gb"
+    scope: Mapped[str] = mapped_column(String(16))  # instance | project | global
+    fs_type: Mapped[str] = mapped_column(String(32))
+    mount_point: Mapped[str] = mapped_column(String(4096))
+    mount_options_json: Mapped[str] = mapped_column(Text, default="[]")
+    export: Mapped[str] = mapped_column(String(1024), default="")  # empty until the driver made it
+    driver: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # creating | available | error | deleting
+    status_detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+    @property
+    def mount_options(self) -> List[str]:
+        return json.loads(self.mount_options_json)
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(64), index=True)
+    addresses_json: Mapped[str] = mapped_column(Text, default="[]")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+    @property
+    def addresses(self) -> List[str]:
+        return json.loads(self.addresses_json)
+
+
+class Connection(Base):
+    """An instance connected explicitly to a filesystem (what instance scope means)."""
+
+    __tablename__ = "connections"
+
+    filesystem_id: Mapped[int] = mapped_column(ForeignKey("filesystems.id", ondelete="CASCADE"), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True)
+
+
+class MountState(Base):
+    """What an instance's agent last reported for one filesystem."""
+
+    __tablename__ = "mount_states"
+
+    filesystem_id: Mapped[int] = mapped_column(ForeignKey("filesystems.id", ondelete="CASCADE"), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class Grant(Base):
+    """An address the driver was told may reach a filesystem (its export ACL)."""
+
+    __tablename__ = "grants"
+
+    filesystem_id: Mapped[int] = mapped_column(ForeignKey("filesystems.id", ondelete="CASCADE"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class Token(Base):
+    """An API token, stored as the SHA-256 of the secret (the secret itself is shown once)."""
+
+    __tablename__ = "tokens"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))  # admin | project | instance
+    project: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    instance_id: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")  # ON DELETE CASCADE needs it
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for a writer
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def make_sessions(engine: Engine) -> sessionmaker:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def upgrade(url: str) -> None:
+    """Bring the schema to the newest migration (Alembic), keeping the data."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", os.path.join(os.path.dirname(__file__), "migrations"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(config, "head")

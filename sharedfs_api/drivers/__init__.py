@@ -1,0 +1,20 @@
+"""Driver registry: the built-in drivers by name."""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping
+
+from .base import Driver, FsSpec
+from .glusterfs import GlusterfsDriver
+from .static import StaticDriver
+
+__all__ = ["Driver", "FsSpec", "DRIVERS", "make_driver"]
+
+DRIVERS: Dict[str, type] = {"static": StaticDriver, "glusterfs": GlusterfsDriver}
+
+
+def make_driver(name: str, options: Mapping[str, str]) -> Driver:
+    try:
+        return DRIVERS[name](options)
+    except KeyError:
+        raise ValueError(f"unknown driver {name!r} (known: {', '.join(sorted(DRIVERS))})") from None

@@ -1,0 +1,108 @@
+"""`glusterfs`: real Gluster volumes on a configured brick host, with a quota and auth.allow per filesystem."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from typing import List, Mapping, Sequence
+
+from ..errors import DriverError
+from .base import Driver, FsSpec
+
+__all__ = ["GlusterfsDriver"]
+
+# auth.allow with no instance attached: an address no client has, so nobody remote gets in.
+# (An empty auth.allow means "*" to Gluster.)
+NOBODY = "0.0.0.0"
+
+
+class GlusterfsDriver(Driver):
+    """Options: brick_root (required; one directory per volume below it), brick_host (default:
+    this host's name), export_host (what instances mount from; default brick_host), quota
+    (default true), gluster (the CLI, default "gluster"), timeout (seconds per CLI call, 120)."""
+
+    name = "glusterfs"
+    fs_type = "glusterfs"
+
+    def do_setup(self, context: Mapping[str, str]) -> None:
+        if not self.options.get("brick_root"):
+            raise DriverError("glusterfs driver: set --driver-opt brick_root=DIR")
+        self.brick_root = os.path.abspath(self.options["brick_root"])
+        self.brick_host = self.options.get("brick_host") or socket.gethostname()
+        self.export_host = self.options.get("export_host") or self.brick_host
+        self.quota = self.options.get("quota", "true").lower() in ("1", "true", "yes", "on")
+        self.cli = self.options.get("gluster", "gluster")
+        self.timeout = float(self.options.get("timeout", "120"))
+        os.makedirs(self.brick_root, exist_ok=True)
+        self._gluster("volume", "list")  # reachable now, or the server does not start
+
+    def _gluster(self, *args: str) -> str:
+        try:
+            result = subprocess.run([self.cli, "--mode=script", *args], capture_output=True, text=True,
+                                    timeout=self.timeout)  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise DriverError(f"gluster {args[0]} {args[1] if len(args) > 1 else ''}: {e}") from None
+        if result.returncode != 0:
+            message = (result.stderr.strip() or result.stdout.strip()).splitlines()
+            raise DriverError(f"gluster {' '.join(args[:3])}: {message[-1] if message else result.returncode}")
+        return result.stdout
+
+    def _brick(self, name: str) -> str:
+        return os.path.join(self.brick_root, name)
+
+    def create(self, fs: FsSpec) -> str:
+        brick = self._brick(fs.name)
+        if os.path.exists(brick):
+            raise DriverError(f"brick directory {brick} already exists; not reusing another volume's data")
+        os.makedirs(brick)
+        try:
+            # "force": a brick on the root filesystem is what a small deployment has.
+            self._gluster("volume", "create", fs.name, f"{self.brick_host}:{brick}", "force")
+            self._gluster("volume", "set", fs.name, "auth.allow", NOBODY)
+            self._gluster("volume", "start", fs.name)
+            if self.quota:
+                self._gluster("volume", "quota", fs.name, "enable")
+                self._gluster("volume", "quota", fs.name, "limit-usage", "/", str(fs.size_bytes))
+        except DriverError:
+            self._destroy(fs.name)
+            raise
+        return f"{self.export_host}:/{fs.name}"
+
+    def delete(self, fs: FsSpec) -> None:
+        if fs.name in self._volumes():
+            self._gluster("volume", "stop", fs.name, "force")
+            self._gluster("volume", "delete", fs.name)
+        shutil.rmtree(self._brick(fs.name), ignore_errors=True)
+
+    def _destroy(self, name: str) -> None:
+        """Undo a half-made volume, best effort, so no row or brick claims one that is not there."""
+        for args in (("volume", "stop", name, "force"), ("volume", "delete", name)):
+            try:
+                self._gluster(*args)
+            except DriverError:
+                pass
+        shutil.rmtree(self._brick(name), ignore_errors=True)
+
+    def _volumes(self) -> List[str]:
+        return self._gluster("volume", "list").split()
+
+    def allowed(self, fs_name: str) -> List[str]:
+        out = self._gluster("volume", "get", fs_name, "auth.allow")
+        for line in out.splitlines():
+            if line.startswith("auth.allow"):
+                value = line.split(None, 1)[1].strip() if len(line.split()) > 1 else ""
+                return [a for a in value.split(",") if a and a not in (NOBODY, "*", "(null)")]
+        return []
+
+    def _set_allowed(self, fs_name: str, addresses: Sequence[str]) -> None:
+        self._gluster("volume", "set", fs_name, "auth.allow", ",".join(sorted(addresses)) or NOBODY)
+
+    def attach(self, fs_name: str, ip_list: Sequence[str]) -> None:
+        current = self.allowed(fs_name)
+        self._set_allowed(fs_name, sorted(set(current) | set(ip_list)))
+
+    def unattach(self, fs_name: str, ip_list: Sequence[str]) -> None:
+        current = self.allowed(fs_name)
+        self._set_allowed(fs_name, sorted(set(current) - set(ip_list)))

@@ -1,0 +1,37 @@
+"""API errors: each carries the HTTP status and a message a person can act on."""
+
+from __future__ import annotations
+
+__all__ = ["ApiError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict", "DriverError"]
+
+
+class ApiError(Exception):
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ApiError):
+    status = 400
+
+
+class Unauthorized(ApiError):
+    status = 401
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class Conflict(ApiError):
+    status = 409
+
+
+class DriverError(Exception):
+    """A driver could not do what was asked; the message goes into the filesystem's status."""

@@ -1,0 +1,124 @@
+"""Request and response bodies of the os-filesystem API, validated at the trust boundary (pydantic)."""
+
+from __future__ import annotations
+
+import re
+from typing import List, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sharedfs_agent.config import AgentConfig
+from sharedfs_agent.desired import check_mount_point
+from sharedfs_agent.errors import InvalidEntry
+
+__all__ = ["NAME", "parse_size", "FsEntryIn", "FsEntryBody", "InstanceIn", "InstanceBody", "StateIn",
+           "STATES", "check_name"]  # fmt: skip
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # also a valid GlusterFS volume name
+IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # tenants and instance ids
+_SIZE = re.compile(r"\s*([0-9]{1,7}(?:\.[0-9]{1,3})?)\s*([kmgtp])i?b?\s*", re.IGNORECASE)
+_UNITS = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+MAX_SIZE = 1024**5  # 1 PiB
+STATES = ("mounted", "pending", "unmounted", "busy", "error")
+_ANY_ROOT = AgentConfig(allowed_roots=("/",))  # the server checks form; each agent checks its roots
+_OPTION = re.compile(r"[A-Za-z0-9_.:@\[\]/+=-]{1,512}")
+
+
+def check_name(kind: str, value: str, pattern: re.Pattern = IDENT) -> str:
+    if not pattern.fullmatch(value):
+        raise ValueError(f"{kind} {value!r} must match {pattern.pattern}")
+    return value
+
+
+def parse_size(text: str) -> int:
+    """ "4Gb", "80Gb", "512Mb", "1Tb" (any case; Gb means GiB as the seed used it) -> bytes."""
+    match = _SIZE.fullmatch(text)
+    if not match:
+        raise ValueError(f"size {text!r} is not a number with a unit, like 512Mb, 4Gb or 1Tb")
+    size = int(float(match.group(1)) * 1024 ** _UNITS[match.group(2).lower()])
+    if not 0 < size <= MAX_SIZE:
+        raise ValueError(f"size {text!r} must be more than 0 and at most 1Pb")
+    return size
+
+
+class FsEntryIn(BaseModel):
+    """The fs_entry of a create (PUT). Read-only fields (status, export for driven types) are refused."""
+
+    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+
+    name: Optional[str] = None
+    size: str
+    scope: Literal["instance", "project", "global"] = "instance"
+    project: Optional[str] = None
+    fs_type: Optional[str] = Field(default=None, pattern=r"^[a-z0-9_-]{1,32}$")
+    mount_point: Optional[str] = None
+    mount_options: Union[List[str], str] = Field(default_factory=list)
+    export: Optional[str] = Field(default=None, max_length=1024)
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        parse_size(value)
+        return value
+
+    @field_validator("mount_point")
+    @classmethod
+    def _mount_point(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            try:
+                check_mount_point(value, _ANY_ROOT)
+            except InvalidEntry as e:
+                raise ValueError(str(e)) from None
+        return value
+
+    @field_validator("mount_options")
+    @classmethod
+    def _options(cls, value: Union[List[str], str]) -> List[str]:
+        items = [o for o in value.split(",") if o] if isinstance(value, str) else value
+        if len(items) > 32:
+            raise ValueError("at most 32 mount options")
+        for item in items:
+            if not _OPTION.fullmatch(item):
+                raise ValueError(f"mount option {item!r} has characters an option may not have")
+        return items
+
+    @field_validator("export")
+    @classmethod
+    def _export(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and (not value or re.search(r"[\x00-\x20\x7f]", value)):
+            raise ValueError("export must be non-empty, without spaces or control characters")
+        return value
+
+
+class FsEntryBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fs_entry: FsEntryIn
+
+
+class InstanceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    addresses: List[str] = Field(default_factory=list, max_length=64)
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, value: List[str]) -> List[str]:
+        import ipaddress
+
+        out = []
+        for address in value:
+            try:
+                out.append(str(ipaddress.ip_address(address)))
+            except ValueError:
+                raise ValueError(f"address {address!r} is not an IPv4 or IPv6 address") from None
+        return sorted(set(out))
+
+
+class InstanceBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    instance: InstanceIn = Field(default_factory=InstanceIn)
+
+
+class StateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    state: Literal["mounted", "pending", "unmounted", "busy", "error"]
+    detail: str = Field(default="", max_length=1000)

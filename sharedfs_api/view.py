@@ -1,0 +1,166 @@
+"""The agents' view: change notification (local and PostgreSQL LISTEN/NOTIFY) and per-instance documents with ETags."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from sqlalchemy import select, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from . import db
+from .service import agent_entry
+
+__all__ = ["Hub", "AgentView", "PgNotifier", "CHANNEL"]
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "sharedfs_changes"
+
+
+class Hub:
+    """Wakes every waiting long-poll at once when anything changed. changed() is thread-safe."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.event: Optional[asyncio.Event] = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.event = asyncio.Event()
+
+    def changed(self) -> None:
+        self.generation += 1
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        # A fresh event per change: waiters hold the one they saw, so none misses a change that
+        # happened between computing its answer and starting to wait.
+        event, self.event = self.event, asyncio.Event()
+        event.set()
+
+
+@dataclass
+class Snapshot:
+    """Available filesystems and instances at one generation, indexed for per-instance views."""
+
+    generation: int
+    loaded_at: float
+    instances: Dict[str, str]  # instance id -> project
+    global_fs: List[dict]
+    by_project: Dict[str, List[dict]]
+    by_instance: Dict[str, List[dict]]
+    documents: Dict[str, Tuple[bytes, str]] = field(default_factory=dict)  # memo: id -> (body, etag)
+
+
+def _load(sessions: sessionmaker, generation: int) -> Snapshot:
+    with sessions() as session:
+        filesystems = {
+            fs.id: fs for fs in session.scalars(select(db.Filesystem).where(db.Filesystem.status == "available"))
+        }
+        instances = dict(session.execute(select(db.Instance.id, db.Instance.project)).all())
+        links = session.execute(select(db.Connection.instance_id, db.Connection.filesystem_id)).all()
+    global_fs: List[dict] = []
+    by_project: Dict[str, List[dict]] = defaultdict(list)
+    by_instance: Dict[str, List[dict]] = defaultdict(list)
+    entries = {fs_id: agent_entry(fs) for fs_id, fs in filesystems.items()}
+    for fs_id, fs in filesystems.items():
+        if fs.scope == "global":
+            global_fs.append(entries[fs_id])
+        elif fs.scope == "project":
+            by_project[fs.project].append(entries[fs_id])
+    for instance_id, fs_id in links:
+        fs = filesystems.get(fs_id)
+        if fs is not None and fs.scope == "instance" and instances.get(instance_id) == fs.project:
+            by_instance[instance_id].append(entries[fs_id])
+    return Snapshot(generation, time.monotonic(), instances, global_fs, by_project, by_instance)
+
+
+class AgentView:
+    """Computes an instance's effective set from an in-memory snapshot, reloaded once per change,
+    so thousands of long-polls woken together cost one database read, not thousands."""
+
+    def __init__(self, sessions: sessionmaker, hub: Hub, max_age: float = 5.0) -> None:
+        self.sessions = sessions
+        self.hub = hub
+        self.max_age = max_age  # also catches changes made by a process that cannot notify (CLI + SQLite)
+        self._snapshot: Optional[Snapshot] = None
+        self._lock: Optional[asyncio.Lock] = None
+
+    async def snapshot(self) -> Snapshot:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            snap = self._snapshot
+            if (
+                snap is None
+                or snap.generation != self.hub.generation
+                or time.monotonic() - snap.loaded_at > self.max_age
+            ):
+                generation = self.hub.generation  # read first: a change during the load reloads again
+                snap = self._snapshot = await run_in_threadpool(_load, self.sessions, generation)
+            return snap
+
+    @staticmethod
+    def document(snap: Snapshot, instance_id: str) -> Tuple[bytes, str]:
+        cached = snap.documents.get(instance_id)
+        if cached is not None:
+            return cached
+        project = snap.instances[instance_id]
+        entries = snap.global_fs + snap.by_project.get(project, []) + snap.by_instance.get(instance_id, [])
+        entries = sorted(entries, key=lambda e: e["name"])
+        body = json.dumps({"filesystems": entries}, sort_keys=True, separators=(",", ":")).encode()
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'  # strong: same bytes, same tag
+        snap.documents[instance_id] = (body, etag)
+        return body, etag
+
+
+class PgNotifier:
+    """Cross-process wake-ups on PostgreSQL: every change NOTIFYs, a thread LISTENs and pokes the hub."""
+
+    def __init__(self, engine: Engine, hub: Hub) -> None:
+        self.engine = engine
+        self.hub = hub
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._listen, name="pg-listen", daemon=True)
+
+    def notify(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+            connection.commit()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _listen(self) -> None:
+        import psycopg
+
+        url = make_url(self.engine.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        delay = 0.5
+        while not self.stopping.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True) as connection:
+                    connection.execute(f"LISTEN {CHANNEL}")
+                    self.hub.changed()  # whatever happened while we were not listening
+                    delay = 0.5
+                    while not self.stopping.is_set():
+                        for _ in connection.notifies(timeout=1.0):
+                            self.hub.changed()
+            except Exception as e:  # the database restarting must not end notifications for good
+                log.warning("LISTEN connection lost (%s); retrying in %.1fs", e, delay)
+                self.stopping.wait(delay)
+                delay = min(delay * 2, 10.0)

@@ -1,0 +1,50 @@
+"""A real sharedfs-api process per module on loopback, with a token for every role."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devtools.apiserver import ApiServer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class World:
+    """Projects p1 and p2; instances i1, i2 (p1) and j1 (p2); a token for every role."""
+
+    def __init__(self, server: ApiServer) -> None:
+        self.server = server
+        self.tokens = {
+            "admin": server.token("admin"),
+            "proj1": server.token("project", "p1"),
+            "proj2": server.token("project", "p2"),
+            "inst1": server.token("instance", "p1", "i1"),
+            "inst2": server.token("instance", "p1", "i2"),
+            "instj": server.token("instance", "p2", "j1"),
+            "bogus": "not-a-token",
+            "none": None,
+        }
+
+    def call(self, method: str, path: str, who: str = "admin", **kw):
+        return self.server.call(method, path, self.tokens[who], **kw)
+
+    def put_fs(self, tenant: str, name: str, who: str = "admin", **entry):
+        entry.setdefault("size", "4Gb")
+        return self.call("PUT", f"/v1.1/{tenant}/os-filesystem/{name}", who, json={"fs_entry": entry})
+
+    def register(self, tenant: str, instance: str, *addresses: str, who: str = "admin"):
+        return self.call("PUT", f"/v1.1/{tenant}/os-instances/{instance}", who,
+                         json={"instance": {"addresses": list(addresses)}})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    server = ApiServer(tmp_path_factory.mktemp("api")).start()
+    w = World(server)
+    assert w.register("p1", "i1", "10.9.0.1").status_code == 201
+    assert w.register("p1", "i2", "10.9.0.2").status_code == 201
+    assert w.register("p2", "j1", "10.9.1.1").status_code == 201
+    yield w
+    server.stop()
