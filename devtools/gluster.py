@@ -10,7 +10,9 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
+
+from .namespace import namespace_members
 
 GLUSTERD = "/usr/sbin/glusterd"
 
@@ -19,8 +21,7 @@ _VOLFILE = """volume management
     option working-directory {state}
     option transport-type socket
     option transport.socket.listen-port 24007
-    option transport.socket.bind-address 127.0.0.1
-    option ping-timeout 0
+{bind}    option ping-timeout 0
     option event-threads 1
     option max-port 60999
 end-volume
@@ -37,23 +38,35 @@ def brick_host() -> str:
     return name
 
 
-def gluster(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["gluster", "--mode=script", *args], capture_output=True, text=True, check=check, timeout=60)
-
-
 def port_in_use(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 class Glusterd:
-    """One glusterd and the volumes a test session creates on it."""
+    """One glusterd and the volumes a test session creates on it.
 
-    def __init__(self, base: Path) -> None:
+    glusterd runs in a private mount namespace, and so does every gluster CLI call: quota and
+    geo-replication make auxiliary FUSE mounts (/var/run/gluster/VOL/), which must not land in
+    the host's mount table. `bind` is 127.0.0.1 unless a test needs clients in a network
+    namespace of its own (then 0.0.0.0: only loopback and that namespace ever connect).
+    """
+
+    def __init__(self, base: Path, bind: str = "127.0.0.1") -> None:
         self.base = base.resolve()
+        self.bind = bind
         self.host = brick_host()
         self.proc: Optional[subprocess.Popen] = None
         self.volumes: Dict[str, Path] = {}
+
+    @property
+    def command(self) -> List[str]:
+        """The gluster CLI, run inside glusterd's mount namespace (also handed to the API driver)."""
+        return ["nsenter", f"--target={self.proc.pid}", "--mount", "--", "gluster"]
+
+    def gluster(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.command, "--mode=script", *args], capture_output=True, text=True,
+                              check=check, timeout=120)  # fmt: skip
 
     def start(self) -> None:
         if port_in_use(24007):
@@ -62,16 +75,29 @@ class Glusterd:
         state.mkdir(parents=True)
         if os.path.isdir("/var/lib/glusterd/groups"):
             shutil.copytree("/var/lib/glusterd/groups", state / "groups")
-        (self.base / "glusterd.vol").write_text(_VOLFILE.format(state=state))
+        # With no bind-address glusterd and its bricks listen on every address; an explicit
+        # 0.0.0.0 makes bricks listen on the address the brick host name resolves to.
+        bind = "" if self.bind == "0.0.0.0" else f"    option transport.socket.bind-address {self.bind}\n"
+        (self.base / "glusterd.vol").write_text(_VOLFILE.format(state=state, bind=bind))
         with open(self.base / "glusterd.out", "wb") as log:
             self.proc = subprocess.Popen(
-                [GLUSTERD, "-N", "-f", str(self.base / "glusterd.vol"), f"--log-file={self.base / 'glusterd.log'}"],
+                [
+                    "unshare",
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    GLUSTERD,
+                    "-N",
+                    "-f",
+                    str(self.base / "glusterd.vol"),
+                    f"--log-file={self.base / 'glusterd.log'}",
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         deadline = time.monotonic() + 30
-        while gluster("volume", "list", check=False).returncode != 0:
+        while self.gluster("volume", "list", check=False).returncode != 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"glusterd did not start; see {self.base / 'glusterd.log'}")
             time.sleep(0.1)
@@ -80,8 +106,8 @@ class Glusterd:
         """Create and start a one-brick volume; returns its export, host:/name."""
         brick = self.base / "bricks" / name
         brick.mkdir(parents=True)
-        gluster("volume", "create", name, f"{self.host}:{brick}", "force")
-        gluster("volume", "start", name)
+        self.gluster("volume", "create", name, f"{self.host}:{brick}", "force")
+        self.gluster("volume", "start", name)
         self.volumes[name] = brick
         return f"{self.host}:/{name}"
 
@@ -90,24 +116,25 @@ class Glusterd:
         return int(Path(pidfile).read_text())
 
     def delete_volume(self, name: str) -> None:
-        gluster("volume", "stop", name, "force", check=False)
-        gluster("volume", "delete", name, check=False)
+        self.gluster("volume", "stop", name, "force", check=False)
+        self.gluster("volume", "delete", name, check=False)
         self.volumes.pop(name, None)
 
     def stop(self) -> None:
-        brick_pids = []
         for name in list(self.volumes):
-            try:
-                brick_pids.append(self.brick_pid(name))
-            except (ValueError, OSError):
-                pass
             self.delete_volume(name)
-        for pid in brick_pids:  # bricks we started, if "volume stop" left them
-            try:
-                os.kill(pid, signal.SIGCONT)
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if self.proc is None:
+            return
+        # Bricks, quotad and aux clients that glusterd started live in its mount namespace,
+        # whoever created their volume (a test or the API's driver): all of them are ours.
+        namespace = os.readlink(f"/proc/{self.proc.pid}/ns/mnt")
+        for pid in namespace_members(namespace):
+            if pid != self.proc.pid:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         if self.proc is not None:
             self.proc.terminate()
             try:

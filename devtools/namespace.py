@@ -12,6 +12,19 @@ from typing import List, Sequence
 from sharedfs_agent.actual import read_mountinfo
 
 
+def namespace_members(namespace: str) -> List[int]:
+    """Pids of the processes in a mount namespace (compared by its /proc/PID/ns/mnt link)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "ns" / "mnt") == namespace:
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
 class MountNamespace:
     """`unshare --mount --propagation private`; commands run inside with nsenter."""
 
@@ -46,15 +59,7 @@ class MountNamespace:
 
     def members(self) -> List[int]:
         """Processes living in this namespace: ours, since only our tests enter it."""
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    if os.readlink(entry / "ns" / "mnt") == self.ns:
-                        pids.append(int(entry.name))
-                except OSError:
-                    pass
-        return pids
+        return namespace_members(self.ns)
 
     def close(self, under: str) -> None:
         """Unmount what tests mounted below `under`, then stop every process of the namespace."""

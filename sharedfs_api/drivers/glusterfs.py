@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -21,7 +22,8 @@ NOBODY = "0.0.0.0"
 class GlusterfsDriver(Driver):
     """Options: brick_root (required; one directory per volume below it), brick_host (default:
     this host's name), export_host (what instances mount from; default brick_host), quota
-    (default true), gluster (the CLI, default "gluster"), timeout (seconds per CLI call, 120)."""
+    (default true), gluster_command (how to run the CLI, split like a shell would but never run
+    by one; default "gluster", e.g. "ssh gluster1 gluster"), timeout (seconds per call, 120)."""
 
     name = "glusterfs"
     fs_type = "glusterfs"
@@ -33,14 +35,16 @@ class GlusterfsDriver(Driver):
         self.brick_host = self.options.get("brick_host") or socket.gethostname()
         self.export_host = self.options.get("export_host") or self.brick_host
         self.quota = self.options.get("quota", "true").lower() in ("1", "true", "yes", "on")
-        self.cli = self.options.get("gluster", "gluster")
+        self.cli = shlex.split(self.options.get("gluster_command", "gluster"))
+        if not self.cli:
+            raise DriverError("glusterfs driver: gluster_command is empty")
         self.timeout = float(self.options.get("timeout", "120"))
         os.makedirs(self.brick_root, exist_ok=True)
         self._gluster("volume", "list")  # reachable now, or the server does not start
 
     def _gluster(self, *args: str) -> str:
         try:
-            result = subprocess.run([self.cli, "--mode=script", *args], capture_output=True, text=True,
+            result = subprocess.run([*self.cli, "--mode=script", *args], capture_output=True, text=True,
                                     timeout=self.timeout)  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as e:
             raise DriverError(f"gluster {args[0]} {args[1] if len(args) > 1 else ''}: {e}") from None

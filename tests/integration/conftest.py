@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -12,42 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from devtools.gluster import Glusterd, brick_host
 from devtools.namespace import MountNamespace
-from tests.support import require
+from tests.conftest import need_root
 
 REPO = Path(__file__).resolve().parents[2]
 FOREIGN_FSTAB = (REPO / "tests" / "fixtures" / "util-linux_fstab.comment").read_bytes() + b"/dev/sdz9 /mnt/keep ext4 ro"
-
-
-def _need_root() -> None:
-    require(os.geteuid() == 0, "needs root for mount(2) in a private mount namespace")
-    require(shutil.which("unshare") is not None and shutil.which("nsenter") is not None, "util-linux unshare/nsenter")
-
-
-@pytest.fixture(scope="session")
-def workdir():
-    # Not under /tmp: the agent refuses mount points inside system directories, /tmp among them.
-    base = REPO / ".work" / f"tests-{os.getpid()}"
-    base.mkdir(parents=True)
-    yield base
-    shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def glusterd(workdir):
-    _need_root()
-    require(os.path.exists("/usr/sbin/glusterd"), "glusterfs-server is not installed (run scripts/setup.sh)")
-    require(shutil.which("mount.glusterfs") is not None, "glusterfs-client is not installed (run scripts/setup.sh)")
-    require(os.path.exists("/dev/fuse"), "/dev/fuse is missing")
-    try:
-        brick_host()
-    except RuntimeError as e:
-        require(False, str(e))
-    server = Glusterd(workdir / "glusterd")
-    server.start()
-    yield server
-    server.stop()
 
 
 class Agent:
@@ -109,7 +76,7 @@ class Agent:
 
 @pytest.fixture
 def agent(workdir, request):
-    _need_root()
+    need_root()
     base = workdir / request.node.name
     ns = MountNamespace()
     yield Agent(base, ns)

@@ -1,0 +1,94 @@
+"""The glusterfs driver for real: volumes with quotas, and auth.allow proved by a client in a network namespace."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from devtools.apiserver import ApiServer
+from devtools.netns import NetNamespace, mount_and_write
+
+pytestmark = [pytest.mark.root, pytest.mark.gluster]
+
+
+@pytest.fixture(scope="module")
+def setup(glusterd, workdir):
+    ns = NetNamespace(f"sfs{os.getpid() % 100000}", "10.213.77.0", workdir, {glusterd.host: "10.213.77.1"})
+    server = ApiServer(workdir / "driver-api", driver="glusterfs", driver_opts={
+        "brick_root": str(workdir / "driver-bricks"),
+        "brick_host": glusterd.host,
+        "gluster_command": " ".join(glusterd.command),
+    }).start()  # fmt: skip
+    admin = server.token("admin")
+    try:
+        yield server, admin, ns, glusterd
+    finally:
+        server.stop()
+        ns.close()
+
+
+def auth_allow(glusterd, volume):
+    out = glusterd.gluster("volume", "get", volume, "auth.allow").stdout
+    return out.split("auth.allow", 1)[1].split()[0]
+
+
+def test_volume_with_quota_and_access_following_connections(setup, workdir):
+    server, admin, ns, glusterd = setup
+    put = server.call("PUT", "/v1.1/p1/os-instances/vm1", admin, json={"instance": {"addresses": [ns.address]}})
+    assert put.status_code == 201
+    created = server.call("PUT", "/v1.1/p1/os-filesystem/drv1", admin, json={"fs_entry": {"size": "1Gb"}})
+    assert created.status_code == 201, created.text
+    entry = created.json()["fs_entry"]
+    assert (entry["status"], entry["export"], entry["fs_type"]) == ("available", f"{glusterd.host}:/drv1", "glusterfs")
+    info = glusterd.gluster("volume", "info", "drv1").stdout
+    assert "Status: Started" in info and "features.quota: on" in info
+    quota = glusterd.gluster("volume", "quota", "drv1", "list", "/").stdout
+    assert "1.0GB" in quota
+
+    mount_point = str(workdir / "ns-mnt")
+    assert auth_allow(glusterd, "drv1") == "0.0.0.0"  # nobody yet
+    refused, output = mount_and_write(ns, entry["export"], mount_point, "hello")
+    assert not refused, output
+
+    assert server.call("PUT", "/v1.1/p1/os-filesystem/drv1/instances/vm1", admin).status_code == 201
+    assert auth_allow(glusterd, "drv1") == ns.address
+    allowed, output = mount_and_write(ns, entry["export"], mount_point, "hello")
+    assert allowed, output
+    assert (workdir / "driver-bricks" / "drv1" / "hello").read_text().startswith("from ")
+
+    assert server.call("DELETE", "/v1.1/p1/os-filesystem/drv1/instances/vm1", admin).status_code == 202
+    assert auth_allow(glusterd, "drv1") == "0.0.0.0"
+    refused_again, output = mount_and_write(ns, entry["export"], mount_point, "again")
+    assert not refused_again, output
+
+    assert server.call("DELETE", "/v1.1/p1/os-filesystem/drv1", admin).status_code == 202
+    assert "drv1" not in glusterd.gluster("volume", "list").stdout.split()
+    assert not (workdir / "driver-bricks" / "drv1").exists()
+
+
+def test_project_scope_follows_membership(setup):
+    server, admin, ns, glusterd = setup
+    assert server.call("PUT", "/v1.1/p2/os-filesystem/drv2", admin,
+                       json={"fs_entry": {"size": "512Mb", "scope": "project"}}).status_code == 201  # fmt: skip
+    assert auth_allow(glusterd, "drv2") == "0.0.0.0"
+    server.call("PUT", "/v1.1/p2/os-instances/late", admin, json={"instance": {"addresses": ["10.213.78.2"]}})
+    assert auth_allow(glusterd, "drv2") == "10.213.78.2"
+    server.call("PUT", "/v1.1/p2/os-instances/late2", admin, json={"instance": {"addresses": ["10.213.78.3"]}})
+    assert auth_allow(glusterd, "drv2") == "10.213.78.2,10.213.78.3"
+    server.call("DELETE", "/v1.1/p2/os-instances/late", admin)
+    assert auth_allow(glusterd, "drv2") == "10.213.78.3"
+    assert server.call("DELETE", "/v1.1/p2/os-filesystem/drv2", admin).status_code == 202
+
+
+def test_driver_failure_leaves_an_error_row_and_no_volume(setup, workdir):
+    server, admin, ns, glusterd = setup
+    (workdir / "driver-bricks" / "taken").mkdir(parents=True)
+    created = server.call("PUT", "/v1.1/p1/os-filesystem/taken", admin, json={"fs_entry": {"size": "1Gb"}})
+    assert created.status_code == 201
+    entry = created.json()["fs_entry"]
+    assert entry["status"] == "error" and "already exists" in entry["status_detail"] and entry["export"] == ""
+    assert "taken" not in glusterd.gluster("volume", "list").stdout.split()
+    view = server.call("GET", "/v1.1/p1/os-filesystem/taken", admin).json()["fs_entry"]
+    assert view["status"] == "error"
+    assert server.call("DELETE", "/v1.1/p1/os-filesystem/taken", admin).status_code == 202

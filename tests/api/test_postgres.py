@@ -1,0 +1,87 @@
+"""Scale-out on a real PostgreSQL the test starts: a change through one API process wakes long-polls on another."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from devtools.apiserver import ApiServer
+from devtools.postgres import Postgres
+from sharedfs_api import db
+from tests.support import require
+
+REPO = Path(__file__).resolve().parents[2]
+GL = {"export": "gl1:/vol", "fs_type": "glusterfs", "size": "1Gb"}
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    require(shutil.which("runuser") is not None or os.geteuid() != 0, "runuser (util-linux)")
+    try:
+        from devtools.postgres import bindir
+
+        bindir()
+    except RuntimeError as e:
+        require(False, str(e))
+    server = Postgres(REPO / ".work" / f"pg-{os.getpid()}").start()
+    yield server
+    server.stop()
+
+
+def test_change_on_one_process_wakes_long_poll_on_another(postgres, tmp_path):
+    url = postgres.create_database("scaleout")
+    a = ApiServer(tmp_path / "a", db_url=url).start()
+    b = ApiServer(tmp_path / "b", db_url=url).start()
+    try:
+        admin = a.token("admin")
+        inst = a.token("instance", "p1", "i1")
+        assert a.call("PUT", "/v1.1/p1/os-instances/i1", admin, json={"instance": {"addresses": []}}).status_code == 201
+        view = "/v1.1/p1/os-instances/i1/filesystems"
+        etag = b.call("GET", view, inst).headers["ETag"]
+        answer = {}
+
+        def poll():
+            r = b.call("GET", view + "?wait=30", inst, headers={"If-None-Match": etag}, timeout=40)
+            answer.update(code=r.status_code, at=time.monotonic(), names=[e["name"] for e in r.json()["filesystems"]])
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        time.sleep(0.5)
+        assert poller.is_alive()
+        committed = time.monotonic()
+        assert (
+            a.call(
+                "PUT", "/v1.1/p1/os-filesystem/shared", admin, json={"fs_entry": {**GL, "scope": "project"}}
+            ).status_code
+            == 201
+        )
+        poller.join(15)
+        assert answer["code"] == 200 and answer["names"] == ["shared"]
+        # Without LISTEN/NOTIFY, b would hold the request for the whole 30 s.
+        assert answer["at"] - committed < 2.0
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_migrations_match_the_models_and_keep_data(postgres, tmp_path):
+    for url in (postgres.create_database("migrations"), f"sqlite:///{tmp_path / 'm.db'}"):
+        server = ApiServer(tmp_path / url.split(":")[0], db_url=url).start()
+        admin = server.token("admin")
+        assert server.call("PUT", "/v1.1/p1/os-filesystem/keep", admin, json={"fs_entry": GL}).status_code == 201
+        server.stop()
+        server.cli("db", "upgrade")  # again: a no-op that keeps everything
+        engine = db.make_engine(url)
+        with engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), db.Base.metadata) == []
+        engine.dispose()
+        server.start()
+        assert server.call("GET", "/v1.1/p1/os-filesystem/keep", admin).json()["fs_entry"]["export"] == "gl1:/vol"
+        server.stop()

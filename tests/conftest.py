@@ -1,0 +1,45 @@
+"""Session-wide real components: a work directory outside /tmp and one glusterd (only one can run per machine)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from devtools.gluster import Glusterd, brick_host
+from tests.support import require
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def need_root() -> None:
+    require(os.geteuid() == 0, "needs root for mount(2) in a private mount namespace")
+    require(shutil.which("unshare") is not None and shutil.which("nsenter") is not None, "util-linux unshare/nsenter")
+
+
+@pytest.fixture(scope="session")
+def workdir():
+    # Not under /tmp: the agent refuses mount points inside system directories, /tmp among them.
+    base = REPO / ".work" / f"tests-{os.getpid()}"
+    base.mkdir(parents=True)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def glusterd(workdir):
+    need_root()
+    require(os.path.exists("/usr/sbin/glusterd"), "glusterfs-server is not installed (run scripts/setup.sh)")
+    require(shutil.which("mount.glusterfs") is not None, "glusterfs-client is not installed (run scripts/setup.sh)")
+    require(os.path.exists("/dev/fuse"), "/dev/fuse is missing")
+    try:
+        brick_host()
+    except RuntimeError as e:
+        require(False, str(e))
+    # 0.0.0.0: the driver test mounts from a network namespace it creates; nothing else connects.
+    server = Glusterd(workdir / "glusterd", bind="0.0.0.0")
+    server.start()
+    yield server
+    server.stop()
