@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     helps = {
+        "run": "the daemon: wait for a change, reconcile, report (systemd runs this)",
         "once": "one reconcile pass, then exit (0 converged, 1 some failed, 2 usage, 3 source unavailable)",
         "plan": "show what a pass would do; changes nothing",
         "status": "each filesystem: desired, actual, state, last error",
@@ -55,8 +56,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args) -> config_mod.AgentConfig:
-    path = args.config or os.environ.get(config_mod.ENV_VAR) or config_mod.DEFAULT_PATH
-    return config_mod.load(path)
+    args.config_path = args.config or os.environ.get(config_mod.ENV_VAR) or config_mod.DEFAULT_PATH
+    return config_mod.load(args.config_path)
 
 
 class _PassLock:
@@ -191,7 +192,13 @@ def cmd_check(cfg, args) -> int:
     return ExitStatus.SOME_FAILED if problems else ExitStatus.CONVERGED
 
 
-COMMANDS = {"once": cmd_once, "plan": cmd_plan, "status": cmd_status, "check": cmd_check}
+def cmd_run(cfg, args) -> int:
+    from .daemon import Daemon
+
+    return Daemon(args.config_path, config_mod.load).run()
+
+
+COMMANDS = {"run": cmd_run, "once": cmd_once, "plan": cmd_plan, "status": cmd_status, "check": cmd_check}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -201,7 +208,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         return ExitStatus.CONVERGED
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(message)s",
+        format="%(levelname)s %(message)s"
+        if args.command != "run" or os.environ.get("JOURNAL_STREAM")
+        else "%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
     try:

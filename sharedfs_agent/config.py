@@ -6,8 +6,8 @@ import configparser
 import grp
 import os
 import pwd
-from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 from .errors import ConfigError
 
@@ -39,7 +39,19 @@ class AgentConfig:
     mount_point_uid: int = 0
     mount_point_gid: int = 0
     use_systemd_scope: Optional[bool] = None  # None: when systemd is PID 1
-    extra: Dict[str, Dict[str, str]] = field(default_factory=dict)  # [api] and others, raw
+    resync_interval: float = 300.0  # the daemon reconciles at least this often (repairs drift)
+    # [api]
+    api_url: str = ""  # e.g. https://sharedfs.example:8776
+    api_token_file: str = "/etc/sharedfs-agent/token"  # mode 0600
+    api_ca_bundle: str = ""  # CA bundle for the API's TLS certificate; empty: the system's
+    api_wait: float = 60.0  # long-poll hold asked of the server (seconds)
+    instance_id: str = ""  # empty: discovered (cloud-init, metadata service, config drive)
+    project: str = ""
+    metadata_url: str = "http://169.254.169.254"
+    instance_data: str = "/run/cloud-init/instance-data.json"
+    config_drive_dir: str = ""  # a mounted config drive; empty: look for the label config-2
+    # [metrics]
+    metrics_textfile: str = ""  # Prometheus node-exporter textfile; empty: none
 
     @property
     def ledger_path(self) -> str:
@@ -78,10 +90,22 @@ _KNOWN = {
         "mount_point_mode": "mount_point_mode",
         "mount_point_owner": "mount_point_owner",
         "use_systemd_scope": "use_systemd_scope",
+        "resync_interval": "resync_interval",
     },
     "file": {"path": "file_path"},
+    "api": {
+        "url": "api_url",
+        "token_file": "api_token_file",
+        "ca_bundle": "api_ca_bundle",
+        "wait": "api_wait",
+        "instance_id": "instance_id",
+        "project": "project",
+        "metadata_url": "metadata_url",
+        "instance_data": "instance_data",
+        "config_drive_dir": "config_drive_dir",
+    },
+    "metrics": {"textfile": "metrics_textfile"},
 }
-_OPEN_SECTIONS = ("api", "metrics")  # read by later parts; kept raw
 
 
 def _parse_value(section: str, key: str, value: str, kind: str):
@@ -135,12 +159,8 @@ def load(path: str) -> AgentConfig:
         raise ConfigError(f"config file {path}: {e}") from None
 
     values: dict = {}
-    extra: Dict[str, Dict[str, str]] = {}
     hints = AgentConfig.__annotations__
     for section in parser.sections():
-        if section in _OPEN_SECTIONS:
-            extra[section] = dict(parser.items(section))
-            continue
         known = _KNOWN.get(section)
         if known is None:
             raise ConfigError(f"{path}: unknown section [{section}]")
@@ -161,10 +181,15 @@ def load(path: str) -> AgentConfig:
                 values[name] = _parse_value(section, key, raw, hints[name])
     if values.get("source", "file") not in ("file", "api"):
         raise ConfigError(f"[agent] source = {values['source']!r}: expected file or api")
-    for name in ("state_dir", "fstab", "file_path"):
-        if name in values and not os.path.isabs(values[name]):
+    for name in ("state_dir", "fstab", "file_path", "api_token_file", "instance_data", "metrics_textfile"):
+        if values.get(name) and not os.path.isabs(values[name]):
             raise ConfigError(f"{name} = {values[name]!r}: must be an absolute path")
-    return AgentConfig(extra=extra, **values)
+    for name in ("api_url", "metadata_url"):
+        if values.get(name) and not values[name].startswith(("http://", "https://")):
+            raise ConfigError(f"{name} = {values[name]!r}: must be an http:// or https:// URL")
+    if values.get("source") == "api" and not values.get("api_url"):
+        raise ConfigError("[agent] source = api needs [api] url")
+    return AgentConfig(**values)
 
 
 def _roots(section: str, raw: str) -> Tuple[str, ...]:

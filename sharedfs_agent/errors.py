@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 __all__ = [
     "SharedfsError",
     "ConfigError",
@@ -30,6 +32,10 @@ class StateError(SharedfsError):
 
 class SourceUnavailable(SharedfsError):
     """The desired state could not be fetched or was garbage: keep last-known-good, retry."""
+
+    def __init__(self, message: str, retry_after: Optional[float] = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds the server asked us to wait (Retry-After)
 
 
 class InvalidEntry(SharedfsError):

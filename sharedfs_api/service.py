@@ -291,21 +291,26 @@ class Service:
         self.changed()
 
     def fs_instances(self, principal: Principal, tenant: str, name: str) -> List[dict]:
+        """The instances the filesystem belongs on (connected: true), and those that still
+        report a state for it after leaving (connected: false; "unmounted" once they let go)."""
         principal.require_manager(tenant)
         with self.sessions() as session:
             fs = self._fs(session, tenant, name, principal)
-            members = self._members(session, fs)
-            if not principal.admin:
-                members = [i for i in members if i.project == tenant]
+            members = {i.id: i for i in self._members(session, fs)}
             states = {s.instance_id: s for s in session.scalars(
                 select(db.MountState).where(db.MountState.filesystem_id == fs.id))}  # fmt: skip
+            former = [session.get(db.Instance, i) for i in states if i not in members]
+            everyone = list(members.values()) + [i for i in former if i is not None]
+            if not principal.admin:
+                everyone = [i for i in everyone if i.project == tenant]
             out = []
-            for instance in sorted(members, key=lambda i: i.id):
+            for instance in sorted(everyone, key=lambda i: i.id):
                 state = states.get(instance.id)
                 out.append({
                     "id": instance.id,
                     "project": instance.project,
                     "addresses": instance.addresses,
+                    "connected": instance.id in members,
                     "mount_state": state.state if state else "pending",
                     "detail": state.detail if state else "",
                     "updated_at": state.updated_at.isoformat() if state else None,

@@ -11,8 +11,9 @@ MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 class Source:
     """A place the desired state comes from."""
 
-    def fetch(self) -> bytes:
+    def fetch(self, wait: float = 0) -> bytes:
         """The desired-state document, as JSON bytes (parsed and validated by the caller).
+        With wait > 0, may hold up to that many seconds until the document changes.
         Unreachable, slow, or garbage: raise SourceUnavailable, never return an empty list
         (that would read as "detach everything")."""
         raise NotImplementedError

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import time
+from typing import Optional, Tuple
+
 from ..errors import SourceUnavailable
 from .base import MAX_DOCUMENT_BYTES, Source
 
@@ -11,8 +15,21 @@ __all__ = ["FileSource"]
 class FileSource(Source):
     def __init__(self, path: str) -> None:
         self.path = path
+        self.seen: Optional[Tuple[int, int, int]] = None  # (inode, size, mtime) of the last read
 
-    def fetch(self) -> bytes:
+    def _stamp(self) -> Optional[Tuple[int, int, int]]:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def fetch(self, wait: float = 0) -> bytes:
+        # Waiting on a file is polling its stamp: cheap, and it works on every filesystem.
+        deadline = time.monotonic() + wait
+        while wait > 0 and self._stamp() == self.seen and time.monotonic() < deadline:
+            time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+        self.seen = self._stamp()
         try:
             with open(self.path, "rb") as f:
                 data = f.read(MAX_DOCUMENT_BYTES + 1)

@@ -34,7 +34,7 @@ def test_config_values_and_defaults(tmp_path):
     assert (cfg.state_dir, cfg.allowed_roots, cfg.mount_timeout) == ("/x/state", ("/mnt", "/data"), 12.5)
     assert cfg.allow_suid and not cfg.allow_dev and cfg.mount_point_mode == 0o750
     assert cfg.use_systemd_scope is None and cfg.file_path == "/x/fs.json"
-    assert cfg.extra["api"]["url"] == "https://a"
+    assert cfg.api_url == "https://a"
 
 
 @pytest.mark.parametrize(

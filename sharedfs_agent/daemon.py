@@ -1,0 +1,229 @@
+"""`sharedfs-agent run`: wait for a change -> reconcile -> report, with backoff, signals and sd_notify."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from typing import Callable, Optional
+
+from . import identity
+from .config import AgentConfig
+from .errors import ConfigError, SourceUnavailable
+from .host import systemd
+from .model import State
+from .mounters import registry
+from .reconcile import Reconciler
+from .report import ApiReporter, write_metrics, write_status
+from .sources import Source, make_source
+from .sources.api import ApiSource
+
+__all__ = ["Daemon", "Backoff", "Watcher"]
+
+log = logging.getLogger(__name__)
+
+
+class Backoff:
+    """Exponential backoff with full jitter (delay uniform in [0, min(cap, base * 2^n)])."""
+
+    def __init__(self, base: float = 1.0, cap: float = 300.0, rng: Callable[[float, float], float] = random.uniform):
+        self.base, self.cap, self.rng, self.failures = base, cap, rng, 0
+
+    def next(self, retry_after: Optional[float] = None) -> float:
+        delay = self.rng(0, min(self.cap, self.base * 2**self.failures))
+        self.failures += 1
+        # A server's Retry-After is a floor: we never come back sooner than it asked.
+        return max(delay, min(retry_after, self.cap * 4)) if retry_after else delay
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class Watcher:
+    """A thread that long-polls the source and keeps the newest document; `changed` is set when
+    it differs from the one before. Reconciling never waits on the network because of it."""
+
+    def __init__(self, source: Source, wait: float, stopping: threading.Event, min_interval: float = 30.0) -> None:
+        self.source, self.wait, self.stopping = source, wait, stopping
+        self.min_interval = min_interval  # between polls when the server does not hold requests
+        self.changed = threading.Event()
+        self.lock = threading.Lock()
+        self.document: Optional[bytes] = None
+        self.error: Optional[SourceUnavailable] = SourceUnavailable("no answer from the source yet")
+        self.backoff = Backoff()
+        self.requests = 0
+        self.thread = threading.Thread(target=self._loop, name="source-watch", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def fetch(self) -> bytes:
+        """The newest good document, or the newest error (the Source contract, for Reconciler)."""
+        with self.lock:
+            if self.error is not None:
+                raise self.error
+            return self.document
+
+    def _loop(self) -> None:
+        wait = 0.0  # the first fetch answers at once
+        while not self.stopping.is_set():
+            start = time.monotonic()
+            self.requests += 1
+            try:
+                document = self.source.fetch(wait=wait)
+            except SourceUnavailable as e:
+                delay = self.backoff.next(e.retry_after)
+                log.warning("source unavailable (%s); next try in %.1fs", e, delay)
+                with self.lock:
+                    fresh_error = self.error is None
+                    self.error = e
+                if fresh_error:
+                    self.changed.set()  # let the daemon record the outage (status, metrics)
+                self.stopping.wait(delay)
+                continue
+            self.backoff.reset()
+            with self.lock:
+                new = document != self.document or self.error is not None
+                self.document, self.error = document, None
+            if new:
+                self.changed.set()
+            elif wait and time.monotonic() - start < wait / 2:
+                # The server answered at once with nothing new: it does not hold requests.
+                # Poll instead, with jitter so a fleet does not arrive in step.
+                self.stopping.wait(random.uniform(0.5, 1.5) * self.min_interval)
+            wait = self.wait
+
+    def describe(self) -> str:
+        return self.source.describe()
+
+
+class Daemon:
+    """One agent process. The constructor only assigns; run() holds the loop."""
+
+    def __init__(self, config_path: str, load: Callable[[str], AgentConfig]) -> None:
+        self.config_path = config_path
+        self.load = load
+        self.stopping = threading.Event()
+        self.wakeup = threading.Event()
+        self.reload = False
+        self.passes = 0
+
+    # -- signals ----------------------------------------------------------------------------
+
+    def _on_term(self, signum, frame) -> None:
+        log.info("signal %s: stopping (mounts stay)", signal.Signals(signum).name)
+        self.stopping.set()
+        self.wakeup.set()
+
+    def _on_hup(self, signum, frame) -> None:
+        log.info("SIGHUP: reloading %s", self.config_path)
+        self.reload = True
+        self.wakeup.set()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        config = self.load(self.config_path)
+        lock = self._single_instance(config)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        try:
+            while not self.stopping.is_set():
+                self._serve(config)
+                if self.reload and not self.stopping.is_set():
+                    self.reload = False
+                    try:
+                        config = self.load(self.config_path)
+                    except ConfigError as e:
+                        log.error("reload refused, keeping the running config: %s", e)
+        finally:
+            systemd.notify("STOPPING=1")
+            os.close(lock)
+        return 0
+
+    def _single_instance(self, config: AgentConfig) -> int:
+        os.makedirs(config.state_dir, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(config.state_dir, "daemon.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(f"another sharedfs-agent daemon runs with state_dir {config.state_dir}") from None
+        return fd
+
+    def _serve(self, config: AgentConfig) -> None:
+        """Run with one config until stopped or told to reload."""
+        source = make_source(config)
+        stopping = threading.Event()
+        watcher = Watcher(source, config.api_wait if config.source == "api" else config.resync_interval, stopping)
+        reporter = None
+        if isinstance(source, ApiSource):
+            reporter = ApiReporter(source.client, source.project, source.instance_id)
+        reconciler = Reconciler(config, watcher, registry())
+        if reporter is not None:
+            reporter.register(identity.addresses())  # before the first fetch: the API may not know us yet
+        watcher.start()
+        watcher.changed.wait(10.0)  # a first answer, if the source gives one soon
+        ready = False
+        watchdog = systemd.watchdog_interval()
+        try:
+            while not self.stopping.is_set() and not self.reload:
+                watcher.changed.clear()
+                self._pass(config, reconciler, watcher, reporter)
+                if not ready:
+                    systemd.notify("READY=1")
+                    ready = True
+                deadline = time.monotonic() + config.resync_interval
+                while not (self.stopping.is_set() or self.reload or watcher.changed.is_set()):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break  # periodic full pass: repairs drift (an unmount by hand, a lost line)
+                    if watchdog:
+                        systemd.notify("WATCHDOG=1")
+                    self._wait_any(watcher.changed, min(remaining, watchdog or remaining, 1.0))
+        finally:
+            stopping.set()
+
+    def _wait_any(self, changed: threading.Event, timeout: float) -> None:
+        """Sleep until the source changed, a signal arrived, or timeout."""
+        if self.wakeup.wait(0) or changed.wait(timeout):
+            self.wakeup.clear()
+
+    def _pass(self, config: AgentConfig, reconciler: Reconciler, watcher: Watcher,
+              reporter: Optional[ApiReporter]) -> None:  # fmt: skip
+        self.passes += 1
+        start = time.monotonic()
+        try:
+            result = reconciler.run_pass(allow_cache=True)
+        except SourceUnavailable as e:
+            if reporter is not None:
+                reporter.register(identity.addresses())
+            note = f"source unavailable and no last-known-good state: {e}"
+            log.warning("%s; nothing changed", note)
+            write_status(config.status_path, (), watcher.describe(), note)
+            systemd.notify(f"STATUS={note[:200]}")
+            return
+        except Exception:  # one bad pass must not end the daemon; the next one retries
+            log.exception("reconcile pass failed")
+            return
+        source_up = not result.from_cache
+        note = "" if source_up else "source unavailable: running on the last-known-good state (nothing is unmounted)"
+        write_status(config.status_path, result.verdicts, watcher.describe(), note)
+        if config.metrics_textfile:
+            write_metrics(config.metrics_textfile, result.verdicts, source_up, self.passes)
+        if reporter is not None:
+            reporter.register(identity.addresses())
+            if source_up:
+                reporter.report(result.verdicts)
+        counts = {}
+        for v in result.verdicts:
+            counts[v.state.value] = counts.get(v.state.value, 0) + 1
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing attached"
+        systemd.notify(f"STATUS={summary}{' (source down)' if not source_up else ''}")
+        if result.plan.actions or any(v.state is not State.MOUNTED for v in result.verdicts):
+            log.info("pass %d: %s in %.2fs", self.passes, summary, time.monotonic() - start)

@@ -1,0 +1,123 @@
+"""Who am I: instance id and project (config, cloud-init, metadata service, config drive) and my addresses."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import tempfile
+from typing import Callable, List, Optional, Tuple
+
+import psutil
+import requests
+
+from .config import AgentConfig
+from .errors import ConfigError
+from .host import commands
+
+__all__ = ["Identity", "discover", "addresses"]
+
+log = logging.getLogger(__name__)
+
+Identity = Tuple[str, str]  # (instance_id, project)
+_META = "openstack/latest/meta_data.json"
+
+
+def _from_instance_data(config: AgentConfig) -> Tuple[Optional[str], Optional[str]]:
+    """cloud-init's /run/cloud-init/instance-data.json: v1.instance_id, ds.meta_data.project_id."""
+    try:
+        with open(config.instance_data, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None, None
+    v1 = data.get("v1") if isinstance(data, dict) else None
+    meta = (data.get("ds") or {}).get("meta_data") if isinstance(data, dict) else None
+    instance = v1.get("instance_id") if isinstance(v1, dict) else None
+    project = meta.get("project_id") if isinstance(meta, dict) else None
+    return _str(instance), _str(project)
+
+
+def _from_metadata_service(config: AgentConfig) -> Tuple[Optional[str], Optional[str]]:
+    """OpenStack's metadata service: short timeouts, and never through a proxy (guest-agent#283)."""
+    session = requests.Session()
+    session.trust_env = False  # ignore HTTP(S)_PROXY: the metadata address is link-local
+    try:
+        response = session.get(f"{config.metadata_url.rstrip('/')}/{_META}", timeout=(1.0, 2.0))
+        meta = response.json() if response.status_code == 200 else None
+    except (requests.RequestException, ValueError):
+        return None, None
+    if not isinstance(meta, dict):
+        return None, None
+    return _str(meta.get("uuid")), _str(meta.get("project_id"))
+
+
+def _read_meta(directory: str) -> Tuple[Optional[str], Optional[str]]:
+    try:
+        with open(os.path.join(directory, _META), encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return None, None
+    return (_str(meta.get("uuid")), _str(meta.get("project_id"))) if isinstance(meta, dict) else (None, None)
+
+
+def _from_config_drive(config: AgentConfig) -> Tuple[Optional[str], Optional[str]]:
+    """A config drive: the given directory, or the device labelled config-2 mounted read-only."""
+    if config.config_drive_dir:
+        return _read_meta(config.config_drive_dir)
+    device = "/dev/disk/by-label/config-2"
+    if not os.path.exists(device):
+        return None, None
+    with tempfile.TemporaryDirectory(prefix="sharedfs-config-drive-") as mount_point:
+        mounted = commands.run(["mount", "-o", "ro,nosuid,nodev,noexec", device, mount_point], timeout=10)
+        if not mounted.ok:
+            log.warning("config drive %s: %s", device, mounted.summary())
+            return None, None
+        try:
+            return _read_meta(mount_point)
+        finally:
+            commands.run(["umount", mount_point], timeout=10)
+
+
+def _str(value) -> Optional[str]:
+    return value if isinstance(value, str) and value else None
+
+
+SOURCES: List[Tuple[str, Callable[[AgentConfig], Tuple[Optional[str], Optional[str]]]]] = [
+    ("cloud-init instance data", _from_instance_data),
+    ("metadata service", _from_metadata_service),
+    ("config drive", _from_config_drive),
+]
+
+
+def discover(config: AgentConfig) -> Identity:
+    """Config first; then each source in turn fills what is still missing."""
+    instance, project = config.instance_id or None, config.project or None
+    for name, source in SOURCES:
+        if instance and project:
+            break
+        found_instance, found_project = source(config)
+        if found_instance or found_project:
+            log.info("identity from %s: instance %s, project %s", name, found_instance, found_project)
+        instance, project = instance or found_instance, project or found_project
+    if not (instance and project):
+        raise ConfigError("cannot tell this instance's id and project: set [api] instance_id and project "
+                          "(no cloud-init instance data, metadata service or config drive answered)")  # fmt: skip
+    return instance, project
+
+
+def addresses() -> List[str]:
+    """This instance's addresses on interfaces that are up: no loopback, no link-local."""
+    stats = psutil.net_if_stats()
+    found = set()
+    for name, addrs in psutil.net_if_addrs().items():
+        if name in stats and not stats[name].isup:
+            continue
+        for addr in addrs:
+            try:
+                ip = ipaddress.ip_address(addr.address.split("%")[0])
+            except ValueError:
+                continue  # MAC addresses and the like
+            if not (ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified):
+                found.add(str(ip))
+    return sorted(found)
