@@ -10,6 +10,7 @@ import time
 from typing import Optional
 
 import requests
+from urllib3.exceptions import HTTPError
 
 from ..errors import ConfigError, SourceUnavailable
 from .base import MAX_DOCUMENT_BYTES, Source
@@ -96,7 +97,10 @@ class ApiSource(Source):
             content_type = response.headers.get("Content-Type", "")
             if not content_type.startswith("application/json"):
                 raise SourceUnavailable(f"{self.describe()}: answer is {content_type or 'untyped'}, not JSON")
-            body = response.raw.read(MAX_DOCUMENT_BYTES + 1, decode_content=True)
+            try:
+                body = response.raw.read(MAX_DOCUMENT_BYTES + 1, decode_content=True)
+            except (HTTPError, OSError) as e:
+                raise SourceUnavailable(f"{self.describe()}: truncated or broken answer: {e}") from None
         if len(body) > MAX_DOCUMENT_BYTES:
             raise SourceUnavailable(f"{self.describe()}: answer larger than {MAX_DOCUMENT_BYTES} bytes")
         expected = response.headers.get("Content-Length")

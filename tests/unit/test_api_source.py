@@ -1,0 +1,172 @@
+"""The api source against a real HTTP server on loopback that misbehaves on purpose; backoff; identity; sd_notify."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import socket
+import threading
+
+import pytest
+
+from sharedfs_agent import identity
+from sharedfs_agent.config import AgentConfig
+from sharedfs_agent.daemon import Backoff
+from sharedfs_agent.errors import ConfigError, SourceUnavailable
+from sharedfs_agent.host import systemd
+from sharedfs_agent.model import State, Verdict
+from sharedfs_agent.report import write_metrics
+from sharedfs_agent.sources.api import ApiClient, ApiSource, read_token
+
+GOOD = b'{"filesystems": [{"name": "a"}]}'
+
+
+class Scripted(http.server.BaseHTTPRequestHandler):
+    """Answers with whatever the test put in `answers` (status, headers, body), in order."""
+
+    answers: list = []
+    seen: list = []
+
+    def do_GET(self):  # noqa: N802
+        type(self).seen.append((self.path, self.headers.get("If-None-Match"), self.headers.get("X-Auth-Token")))
+        status, headers, body = type(self).answers.pop(0)
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        if "Content-Length" not in headers:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    Scripted.answers, Scripted.seen = [], []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def source(url):
+    return ApiSource(ApiClient(url, "tok"), "p1", "vm1")
+
+
+def test_good_answer_then_304_returns_the_held_document(server):
+    Scripted.answers = [(200, {"Content-Type": "application/json", "ETag": '"e1"'}, GOOD),
+                        (304, {"ETag": '"e1"'}, b"")]  # fmt: skip
+    s = source(server)
+    assert s.fetch() == GOOD
+    assert s.fetch(wait=5) == GOOD
+    assert Scripted.seen[1] == ("/v1.1/p1/os-instances/vm1/filesystems?wait=5", '"e1"', "tok")
+
+
+@pytest.mark.parametrize(
+    "answer, words",
+    [
+        ((403, {"Content-Type": "text/html"}, b"<html>403 Forbidden</html>"), "HTTP 403"),
+        ((200, {"Content-Type": "text/html"}, b"<html>login page</html>"), "not JSON"),
+        ((200, {"Content-Type": "application/json"}, b'{"filesystems": [{"na'), "not valid JSON"),
+        ((200, {"Content-Type": "application/json"}, b"[]"), "no \"filesystems\" list"),
+        ((200, {"Content-Type": "application/json"}, b'{"error": "x"}'), "no \"filesystems\" list"),
+        ((200, {"Content-Type": "application/json", "Content-Length": "100"}, GOOD), "truncated"),
+        ((304, {}, b""), "HTTP 304"),  # a 304 for a document we never had
+        ((500, {"Content-Type": "application/json"}, b'{"error": {"message": "db down"}}'), "db down"),
+    ],
+)
+def test_anything_else_is_source_unavailable(server, answer, words):
+    Scripted.answers = [answer]
+    with pytest.raises(SourceUnavailable, match=None) as e:
+        source(server).fetch()
+    assert words in str(e.value)
+
+
+def test_retry_after_is_carried(server):
+    Scripted.answers = [(503, {"Retry-After": "42"}, b"busy")]
+    with pytest.raises(SourceUnavailable) as e:
+        source(server).fetch()
+    assert e.value.retry_after == 42
+
+
+def test_unreachable_is_source_unavailable():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: connection refused
+        with pytest.raises(SourceUnavailable, match="ConnectionError"):
+            source(f"http://127.0.0.1:{port}").fetch()
+
+
+def test_token_file_must_be_private(tmp_path):
+    path = tmp_path / "token"
+    path.write_text("secret\n")
+    os.chmod(path, 0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        read_token(str(path))
+    os.chmod(path, 0o600)
+    assert read_token(str(path)) == "secret"
+
+
+def test_backoff_is_full_jitter_exponential_and_honours_retry_after():
+    highs = []
+    backoff = Backoff(base=1, cap=60, rng=lambda lo, hi: highs.append(hi) or hi)
+    delays = [backoff.next() for _ in range(8)]
+    assert highs == [1, 2, 4, 8, 16, 32, 60, 60] and delays == highs
+    assert Backoff(rng=lambda lo, hi: 0.0).next(retry_after=30) == 30
+    backoff.reset()
+    assert backoff.next() == 1
+
+
+def test_identity_order_config_cloud_init_metadata_config_drive(tmp_path, server):
+    data = tmp_path / "instance-data.json"
+    data.write_text(json.dumps({"v1": {"instance_id": "from-cloud-init"}, "ds": {"meta_data": {}}}))
+    meta = json.dumps({"uuid": "from-metadata", "project_id": "proj-md"}).encode()
+    Scripted.answers = [(200, {"Content-Type": "application/json"}, meta)]
+    config = AgentConfig(instance_data=str(data), metadata_url=server)
+    assert identity.discover(config) == ("from-cloud-init", "proj-md")
+    assert Scripted.seen[0][0] == "/openstack/latest/meta_data.json"
+    assert identity.discover(AgentConfig(instance_id="i", project="p", metadata_url=server)) == ("i", "p")
+
+    drive = tmp_path / "drive" / "openstack" / "latest"
+    drive.mkdir(parents=True)
+    (drive / "meta_data.json").write_text(json.dumps({"uuid": "from-drive", "project_id": "proj-d"}))
+    Scripted.answers = [(404, {}, b"")]
+    config = AgentConfig(instance_data=str(tmp_path / "none"), metadata_url=server,
+                         config_drive_dir=str(tmp_path / "drive"))  # fmt: skip
+    assert identity.discover(config) == ("from-drive", "proj-d")
+    Scripted.answers = [(404, {}, b"")]
+    with pytest.raises(ConfigError, match="instance_id and project"):
+        identity.discover(AgentConfig(instance_data=str(tmp_path / "none"), metadata_url=server,
+                                      config_drive_dir=str(tmp_path / "empty")))  # fmt: skip
+
+
+def test_addresses_exclude_loopback_and_link_local():
+    for address in identity.addresses():
+        assert not address.startswith(("127.", "169.254.", "fe80:")) and address != "::1"
+
+
+def test_sd_notify_speaks_the_datagram_protocol(tmp_path, monkeypatch):
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        assert systemd.notify("READY=1")
+        assert sock.recv(100) == b"READY=1"
+    monkeypatch.delenv("NOTIFY_SOCKET")
+    assert not systemd.notify("READY=1")
+    monkeypatch.setenv("WATCHDOG_USEC", "20000000")
+    assert systemd.watchdog_interval() == 10
+
+
+def test_metrics_textfile(tmp_path):
+    path = tmp_path / "sharedfs.prom"
+    write_metrics(str(path), [Verdict("home", '/mnt/a"b', State.MOUNTED)], True, 3)
+    text = path.read_text()
+    assert 'sharedfs_filesystem_state{name="home",mount_point="/mnt/a\\"b",state="mounted"} 1' in text
+    assert "sharedfs_source_up 1" in text and "sharedfs_passes_total 3" in text
