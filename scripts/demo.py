@@ -62,11 +62,15 @@ def main() -> int:
             print(f"$ {method} {path}{body}\n  -> {response.status_code} {response.text[:300]}")
             return response
 
-        step(f"this machine becomes instance {INSTANCE} of project {PROJECT}: the agent daemon, in a private mount namespace")
+        step(
+            f"this machine becomes instance {INSTANCE} of project {PROJECT}: the agent daemon, in a private mount namespace"
+        )
         token_file = BASE / "token"
         token_file.write_text(api.token("instance", PROJECT, INSTANCE) + "\n")
         os.chmod(token_file, 0o600)
-        (BASE / "fstab").write_text("# the instance's own fstab: the agent keeps every byte of this\nUUID=0a1b / ext4 defaults 0 1\n")
+        (BASE / "fstab").write_text(
+            "# the instance's own fstab: the agent keeps every byte of this\nUUID=0a1b / ext4 defaults 0 1\n"
+        )
         config = BASE / "agent.conf"
         config.write_text(
             f"[agent]\nsource = api\nstate_dir = {BASE}/state\nfstab = {BASE}/fstab\nallowed_roots = {BASE}/mnt\n"
@@ -89,8 +93,11 @@ def main() -> int:
             subprocess.run(ns.argv([sys.executable, "-m", "sharedfs_agent", "status", "--config", str(config)]))
 
         step("create a project-scope filesystem: every instance of the project gets it")
-        call("PUT", f"/v1.1/{PROJECT}/os-filesystem/projecthome",
-             json={"fs_entry": {"size": "1Gb", "scope": "project", "mount_point": str(BASE / "mnt" / "projecthome")}})
+        call(
+            "PUT",
+            f"/v1.1/{PROJECT}/os-filesystem/projecthome",
+            json={"fs_entry": {"size": "1Gb", "scope": "project", "mount_point": str(BASE / "mnt" / "projecthome")}},
+        )
         start = time.monotonic()
         assert wait_for(lambda: mounted("projecthome")), "not mounted"
         print(f"mounted on the instance {time.monotonic() - start:.2f}s after the API answered")
@@ -102,8 +109,11 @@ def main() -> int:
         print((BASE / "fstab").read_text(), end="")
 
         step("an instance-scope filesystem: connect, then disconnect")
-        call("PUT", f"/v1.1/{PROJECT}/os-filesystem/scratch",
-             json={"fs_entry": {"size": "512Mb", "mount_point": str(BASE / "mnt" / "scratch")}})
+        call(
+            "PUT",
+            f"/v1.1/{PROJECT}/os-filesystem/scratch",
+            json={"fs_entry": {"size": "512Mb", "mount_point": str(BASE / "mnt" / "scratch")}},
+        )
         call("PUT", f"/v1.1/{PROJECT}/os-filesystem/scratch/instances/{INSTANCE}")
         assert wait_for(lambda: mounted("scratch")) and wait_for(lambda: reported("scratch") == "mounted")
         print("scratch mounted and reported")
@@ -122,7 +132,9 @@ def main() -> int:
         print("\nagent log:\n" + "".join(f"  {line}" for line in log.readlines()[-12:]), end="")
         ok = True
     finally:
-        step("clean up: stop the agent (mounts stay by design, so unmount), the API, glusterd; remove the demo directory")
+        step(
+            "clean up: stop the agent (mounts stay by design, so unmount), the API, glusterd; remove the demo directory"
+        )
         if agent is not None and agent.poll() is None:
             agent.send_signal(signal.SIGTERM)
             agent.wait(20)

@@ -90,6 +90,7 @@ class Watcher:
                 new = document != self.document or self.error is not None
                 self.document, self.error = document, None
             if new:
+                log.info("desired state changed (%d bytes from %s)", len(document), self.source.describe())
                 self.changed.set()
             elif wait and time.monotonic() - start < wait / 2:
                 # The server answered at once with nothing new: it does not hold requests.

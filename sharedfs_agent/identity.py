@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 import logging
 import os
 import tempfile
+import urllib.error
+import urllib.request
 from typing import Callable, List, Optional, Tuple
 
 import psutil
-import requests
 
 from .config import AgentConfig
 from .errors import ConfigError
@@ -40,12 +42,12 @@ def _from_instance_data(config: AgentConfig) -> Tuple[Optional[str], Optional[st
 
 def _from_metadata_service(config: AgentConfig) -> Tuple[Optional[str], Optional[str]]:
     """OpenStack's metadata service: short timeouts, and never through a proxy (guest-agent#283)."""
-    session = requests.Session()
-    session.trust_env = False  # ignore HTTP(S)_PROXY: the metadata address is link-local
+    # An empty ProxyHandler ignores HTTP(S)_PROXY: the metadata address is link-local.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        response = session.get(f"{config.metadata_url.rstrip('/')}/{_META}", timeout=(1.0, 2.0))
-        meta = response.json() if response.status_code == 200 else None
-    except (requests.RequestException, ValueError):
+        with opener.open(f"{config.metadata_url.rstrip('/')}/{_META}", timeout=2.0) as answer:
+            meta = json.loads(answer.read(1 << 20))
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
         return None, None
     if not isinstance(meta, dict):
         return None, None

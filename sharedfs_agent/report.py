@@ -49,7 +49,7 @@ class ApiReporter:
         if self.registered == list(addresses):
             return
         try:
-            response = self.client.request("PUT", self.base, json={"instance": {"addresses": list(addresses)}})
+            response = self.client.request("PUT", self.base, json_body={"instance": {"addresses": list(addresses)}})
         except SourceUnavailable as e:
             log.warning("could not register addresses %s: %s", ", ".join(addresses) or "(none)", e)
             return
@@ -70,7 +70,7 @@ class ApiReporter:
                 continue
             try:
                 response = self.client.request("PUT", f"{self.base}/filesystems/{verdict.name}/state",
-                                               json={"state": state[0], "detail": state[1]})  # fmt: skip
+                                               json_body={"state": state[0], "detail": state[1]})  # fmt: skip
             except SourceUnavailable as e:
                 log.warning("could not report %s %s: %s", verdict.name, state[0], e)
                 return sent

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
 import os
+import ssl
 import stat
 import time
+import urllib.error
+import urllib.request
 from typing import Optional
-
-import requests
-from urllib3.exceptions import HTTPError
 
 from ..errors import ConfigError, SourceUnavailable
 from .base import MAX_DOCUMENT_BYTES, Source
 
-__all__ = ["ApiSource", "ApiClient", "read_token"]
+__all__ = ["ApiSource", "ApiClient", "Response", "read_token"]
 
 
 def read_token(path: str) -> str:
@@ -36,8 +37,8 @@ def read_token(path: str) -> str:
     return token
 
 
-def _retry_after(response: requests.Response) -> Optional[float]:
-    value = response.headers.get("Retry-After")
+def _retry_after(headers) -> Optional[float]:
+    value = headers.get("Retry-After")
     if not value:
         return None
     if value.strip().isdigit():
@@ -49,22 +50,53 @@ def _retry_after(response: requests.Response) -> Optional[float]:
     return max(0.0, when.timestamp() - time.time())
 
 
+class Response:
+    """What one HTTP exchange gave: status, headers (case-insensitive get), body."""
+
+    def __init__(self, status_code: int, headers, body: bytes) -> None:
+        self.status_code, self.headers, self.body = status_code, headers, body
+
+    def json(self):
+        return json.loads(self.body)
+
+
 class ApiClient:
-    """HTTP to sharedfs-api with the instance token; TLS verified (with a CA bundle if given)."""
+    """HTTP to sharedfs-api with the instance token; TLS verified (with a CA bundle if given).
 
-    def __init__(self, url: str, token: str, ca_bundle: Optional[str] = None, connect_timeout: float = 5.0) -> None:
+    The standard library's urllib rather than requests: the agent lives in every guest, and
+    requests with urllib3 adds some 15 MB of resident memory for what urllib does here too —
+    verified TLS, proxies from the environment, timeouts.
+    """
+
+    def __init__(self, url: str, token: str, ca_bundle: Optional[str] = None) -> None:
         self.url = url.rstrip("/")
-        self.session = requests.Session()
-        self.session.headers.update({"X-Auth-Token": token, "Accept": "application/json",
-                                     "User-Agent": "sharedfs-agent"})  # fmt: skip
-        self.session.verify = ca_bundle or True
-        self.connect_timeout = connect_timeout
+        self.token = token
+        context = ssl.create_default_context(cafile=ca_bundle or None)
+        self.opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
 
-    def request(self, method: str, path: str, read_timeout: float = 15.0, **kw) -> requests.Response:
+    def request(self, method: str, path: str, read_timeout: float = 15.0, json_body=None,
+                headers: Optional[dict] = None, max_bytes: int = MAX_DOCUMENT_BYTES) -> Response:  # fmt: skip
+        """One exchange; any HTTP status is a Response, only a failed exchange raises."""
+        data = None if json_body is None else json.dumps(json_body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers={
+            "X-Auth-Token": self.token, "Accept": "application/json", "User-Agent": "sharedfs-agent",
+            **({"Content-Type": "application/json"} if data is not None else {}), **(headers or {})})  # fmt: skip
         try:
-            return self.session.request(method, self.url + path, timeout=(self.connect_timeout, read_timeout), **kw)
-        except requests.RequestException as e:
-            raise SourceUnavailable(f"{method} {self.url}{path}: {type(e).__name__}: {e}") from None
+            try:
+                answer = self.opener.open(request, timeout=read_timeout)
+            except urllib.error.HTTPError as e:
+                answer = e  # a 4xx/5xx (and 304) is an answer, with headers and a body
+            with answer:
+                body = answer.read(max_bytes + 1)
+                expected = answer.headers.get("Content-Length", "")
+                if expected.isdigit() and int(expected) != len(body) and len(body) <= max_bytes:
+                    raise http.client.IncompleteRead(body, int(expected) - len(body))
+                return Response(answer.status if hasattr(answer, "status") else answer.code, answer.headers, body)
+        except http.client.IncompleteRead as e:
+            raise SourceUnavailable(f"{method} {self.url}{path}: truncated answer ({len(e.partial)} bytes)") from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            raise SourceUnavailable(f"{method} {self.url}{path}: {type(e).__name__}: {reason}") from None
 
 
 class ApiSource(Source):
@@ -87,26 +119,18 @@ class ApiSource(Source):
         headers = {"If-None-Match": self.etag} if self.etag and self.document is not None else {}
         path = self.path + (f"?wait={int(wait)}" if wait > 0 else "")
         # The client waits longer than the server holds, so a held request is never cut short.
-        response = self.client.request("GET", path, read_timeout=wait + 15.0, headers=headers, stream=True)
-        with response:
-            if response.status_code == 304 and self.document is not None:
-                return self.document
-            if response.status_code != 200:
-                raise SourceUnavailable(f"{self.describe()}: HTTP {response.status_code} {_reason(response)}",
-                                        retry_after=_retry_after(response))  # fmt: skip
-            content_type = response.headers.get("Content-Type", "")
-            if not content_type.startswith("application/json"):
-                raise SourceUnavailable(f"{self.describe()}: answer is {content_type or 'untyped'}, not JSON")
-            try:
-                body = response.raw.read(MAX_DOCUMENT_BYTES + 1, decode_content=True)
-            except (HTTPError, OSError) as e:
-                raise SourceUnavailable(f"{self.describe()}: truncated or broken answer: {e}") from None
+        response = self.client.request("GET", path, read_timeout=wait + 15.0, headers=headers)
+        if response.status_code == 304 and self.document is not None:
+            return self.document
+        if response.status_code != 200:
+            raise SourceUnavailable(f"{self.describe()}: HTTP {response.status_code} {_reason(response)}",
+                                    retry_after=_retry_after(response.headers))  # fmt: skip
+        content_type = response.headers.get("Content-Type", "")
+        if not content_type.startswith("application/json"):
+            raise SourceUnavailable(f"{self.describe()}: answer is {content_type or 'untyped'}, not JSON")
+        body = response.body
         if len(body) > MAX_DOCUMENT_BYTES:
             raise SourceUnavailable(f"{self.describe()}: answer larger than {MAX_DOCUMENT_BYTES} bytes")
-        expected = response.headers.get("Content-Length")
-        plain = not response.headers.get("Content-Encoding")
-        if plain and expected is not None and expected.isdigit() and int(expected) != len(body):
-            raise SourceUnavailable(f"{self.describe()}: truncated answer ({len(body)} of {expected} bytes)")
         try:
             parsed = json.loads(body)
         except ValueError as e:
@@ -117,9 +141,9 @@ class ApiSource(Source):
         return body
 
 
-def _reason(response: requests.Response) -> str:
-    """The server's error message when it sent one, else the status text."""
+def _reason(response: Response) -> str:
+    """The server's error message when it sent one, else the start of the body."""
     try:
         return str(response.json()["error"]["message"])[:200]
     except (ValueError, KeyError, TypeError):
-        return response.reason or ""
+        return response.body[:80].decode("utf-8", "replace").replace("\n", " ")
