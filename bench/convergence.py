@@ -17,9 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,9 +28,7 @@ sys.path.insert(0, str(REPO))
 
 import psutil  # noqa: E402
 
-from devtools.apiserver import ApiServer  # noqa: E402
-from devtools.gluster import Glusterd  # noqa: E402
-from devtools.namespace import MountNamespace  # noqa: E402
+from devtools.stack import LocalStack  # noqa: E402
 
 
 def mountinfo_has(pid: int, path: str) -> bool:
@@ -63,56 +59,39 @@ def detection_times(log: Path, after: int):
 
 
 def main(rounds: int) -> None:
-    base = Path(tempfile.mkdtemp(prefix="convergence-", dir=REPO / ".work" if (REPO / ".work").exists() else None))
-    glusterd, api, ns, agent = Glusterd(base / "glusterd"), None, None, None
+    work = REPO / ".work"
+    work.mkdir(exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="convergence-", dir=work))  # not /tmp: the agent refuses it
+    stack = LocalStack(base, project="bench", quota=False)
     try:
-        glusterd.start()
-        api = ApiServer(base / "api", driver="glusterfs", driver_opts={
-            "brick_root": str(base / "bricks"), "brick_host": glusterd.host,
-            "gluster_command": " ".join(glusterd.command), "quota": "false"}).start()  # fmt: skip
-        admin = api.token("admin")
-        token = base / "token"
-        token.write_text(api.token("instance", "bench", "vm1"))
-        os.chmod(token, 0o600)
-        (base / "fstab").write_text("")
-        (base / "agent.conf").write_text(
-            f"[agent]\nsource = api\nstate_dir = {base}/state\nfstab = {base}/fstab\nallowed_roots = {base}/mnt\n"
-            f"[api]\nurl = {api.url}\ntoken_file = {token}\ninstance_id = vm1\nproject = bench\nwait = 60\n")  # fmt: skip
-        ns = MountNamespace()
-        log_path = base / "agent.log"
-        with open(log_path, "wb") as log:
-            agent = ns.popen([sys.executable, "-m", "sharedfs_agent", "run", "--config", str(base / "agent.conf")],
-                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-        pid = ns.holder.pid
+        stack.start()
         for i in range(rounds):
-            entry = {"size": "1Gb", "mount_point": f"{base}/mnt/fs{i}"}
-            assert (
-                api.call("PUT", f"/v1.1/bench/os-filesystem/fs{i}", admin, json={"fs_entry": entry}).status_code == 201
-            )
+            stack.create(f"fs{i}")
         time.sleep(2)  # the agent has registered and is long-polling
+        pid = stack.ns.holder.pid
 
         detect, end_to_end, bare = [], [], []
         for i in range(rounds):
-            offset = log_path.stat().st_size
-            answer = api.call("PUT", f"/v1.1/bench/os-filesystem/fs{i}/instances/vm1", admin)
+            offset = stack.log_path.stat().st_size
+            answer = stack.call("PUT", f"/v1.1/bench/os-filesystem/fs{i}/instances/vm1")
             answered_wall, answered = time.time(), time.monotonic()
             assert answer.status_code == 201
-            mounted = until(lambda i=i: mountinfo_has(pid, f"{base}/mnt/fs{i}"))
+            mounted = until(lambda i=i: mountinfo_has(pid, stack.mount_point(f"fs{i}")))
             end_to_end.append(mounted - answered)
-            until(lambda o=offset: detection_times(log_path, o), timeout=5)
-            detect.append(detection_times(log_path, offset)[0] - answered_wall)
+            until(lambda o=offset: detection_times(stack.log_path, o), timeout=5)
+            detect.append(detection_times(stack.log_path, offset)[0] - answered_wall)
 
             bare_dir = f"{base}/bare{i}"
             os.makedirs(bare_dir)
             overhead_start = time.monotonic()
-            ns.run(["true"], check=True)
+            stack.ns.run(["true"], check=True)
             overhead = time.monotonic() - overhead_start
             start = time.monotonic()
-            ns.run(["mount", "-t", "glusterfs", f"{glusterd.host}:/fs{i}", bare_dir], check=True)
+            stack.ns.run(["mount", "-t", "glusterfs", f"{stack.glusterd.host}:/fs{i}", bare_dir], check=True)
             bare.append(time.monotonic() - start - overhead)
-            ns.run(["umount", bare_dir], check=True)
-            assert api.call("DELETE", f"/v1.1/bench/os-filesystem/fs{i}/instances/vm1", admin).status_code == 202
-            until(lambda i=i: not mountinfo_has(pid, f"{base}/mnt/fs{i}"))
+            stack.ns.run(["umount", bare_dir], check=True)
+            assert stack.call("DELETE", f"/v1.1/bench/os-filesystem/fs{i}/instances/vm1").status_code == 202
+            until(lambda i=i: not mountinfo_has(pid, stack.mount_point(f"fs{i}")))
 
         ms = lambda xs: statistics.median(xs) * 1000  # noqa: E731
         print(f"convergence: {rounds} rounds, medians (one run)")
@@ -127,7 +106,7 @@ def main(rounds: int) -> None:
             f"{statistics.median(end_to_end) / statistics.median(bare):.2f}"
         )
 
-        process = psutil.Process(agent.pid)
+        process = psutil.Process(stack.agent.pid)
         cpu0 = sum(process.cpu_times()[:2])
         time.sleep(60)
         cpu = sum(process.cpu_times()[:2]) - cpu0
@@ -138,14 +117,7 @@ def main(rounds: int) -> None:
             f"({cpu / 60 * 100:.2f} % of a core)   [{sys.version.split()[0]}: {' '.join(process.cmdline()[:3])}]"
         )
     finally:
-        if agent is not None and agent.poll() is None:
-            agent.send_signal(signal.SIGTERM)
-            agent.wait(20)
-        if ns is not None:
-            ns.close(str(base))
-        if api is not None:
-            api.stop()
-        glusterd.stop()
+        stack.stop()
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -3,84 +3,30 @@
 from __future__ import annotations
 
 import http.server
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from devtools.apiserver import ApiServer
-from devtools.namespace import MountNamespace
+from devtools.stack import LocalStack
 
 from .conftest import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.gluster]
 
 
-class Stack:
-    """API + glusterd + one instance (vm1 in project p1) whose agent daemon runs in a namespace."""
-
-    def __init__(self, base, glusterd) -> None:
-        self.base, self.glusterd = base, glusterd
-        self.api = ApiServer(base / "api", driver="glusterfs", driver_opts={
-            "brick_root": str(base / "bricks"), "brick_host": glusterd.host,
-            "gluster_command": " ".join(glusterd.command), "quota": "false",
-        }).start()  # fmt: skip
-        self.admin = self.api.token("admin")
-        self.root = base / "mnt"
-        self.root.mkdir(parents=True)
-        token_file = base / "token"
-        token_file.write_text(self.api.token("instance", "p1", "vm1") + "\n")
-        os.chmod(token_file, 0o600)
-        self.config = base / "agent.conf"
-        self.config.write_text(
-            f"[agent]\nsource = api\nstate_dir = {base}/state\nfstab = {base}/fstab\nallowed_roots = {self.root}\n"
-            "mount_timeout = 20\nprobe_timeout = 3\nresync_interval = 300\n"
-            f"[api]\nurl = {self.api.url}\ntoken_file = {token_file}\ninstance_id = vm1\nproject = p1\nwait = 30\n"
-        )
-        (base / "fstab").write_text("# instance fstab\n")
-        self.ns = MountNamespace()
-        self.log = open(base / "agent.log", "wb")  # noqa: SIM115 - closed in close()
-        self.agent = self.ns.popen([sys.executable, "-m", "sharedfs_agent", "run", "--config", str(self.config)],
-                                   stdout=self.log, stderr=subprocess.STDOUT)  # fmt: skip
-
-    def call(self, method, path, **kw):
-        return self.api.call(method, path, self.admin, **kw)
-
-    def create(self, name, scope="instance"):
-        entry = {"size": "1Gb", "scope": scope, "mount_point": str(self.root / name)}
-        response = self.call("PUT", f"/v1.1/p1/os-filesystem/{name}", json={"fs_entry": entry})
-        assert response.status_code == 201 and response.json()["fs_entry"]["status"] == "available", response.text
-
-    def mounted(self, name):
-        return str(self.root / name) in self.ns.mounts()
-
-    def reported(self, name):
-        rows = self.call("GET", f"/v1.1/p1/os-filesystem/{name}/instances").json().get("instances", [])
-        return {row["id"]: row["mount_state"] for row in rows}.get("vm1")
-
-    def close(self) -> None:
-        if self.agent.poll() is None:
-            self.agent.send_signal(signal.SIGTERM)
-            self.agent.wait(20)
-        self.ns.close(str(self.base))
-        self.api.stop()
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
 def stack(glusterd, workdir):
-    s = Stack(workdir / "agent-api", glusterd)
+    s = LocalStack(workdir / "agent-api", glusterd, quota=False,
+                   agent_settings="mount_timeout = 20\nprobe_timeout = 3\n").start()  # fmt: skip
     yield s
-    s.close()
+    s.stop()
 
 
 def test_attach_report_detach(stack):
     stack.create("projhome", scope="project")
-    assert wait_for(lambda: stack.mounted("projhome"), timeout=20), stack.base.joinpath("agent.log").read_text()
+    assert wait_for(lambda: stack.mounted("projhome"), timeout=20), stack.log_path.read_text()
     assert wait_for(lambda: stack.reported("projhome") == "mounted", timeout=10)
 
     stack.create("scratch")
@@ -150,9 +96,7 @@ def test_html_403_is_not_an_empty_list_and_is_not_flooded(stack):
         # Full-jitter backoff from 1 s doubling: about log2(40) + a few tries, never a flood
         # (guest-agent#283 saw ten million requests in fifteen minutes).
         assert 1 <= _Forbidden.count <= 15, _Forbidden.count
-        status = stack.ns.run(
-            [sys.executable, "-m", "sharedfs_agent", "status", "--json", "--config", str(stack.config)]
-        )
+        status = stack.ns.run(stack.agent_command("status", "--json"))
         assert "projhome" in status.stdout
     finally:
         fake.shutdown()
@@ -164,7 +108,6 @@ def test_html_403_is_not_an_empty_list_and_is_not_flooded(stack):
 def test_sigterm_exits_promptly_and_unmounts_nothing(stack):
     assert wait_for(lambda: stack.mounted("projhome"), timeout=20)
     start = time.monotonic()
-    stack.agent.send_signal(signal.SIGTERM)
-    assert stack.agent.wait(10) == 0
+    assert stack.stop_agent() == 0
     assert time.monotonic() - start < 5
     assert stack.mounted("projhome")
