@@ -220,20 +220,19 @@ class Service:
             fs.status_detail = ""
         session.commit()
 
+    @staticmethod
+    def _reached(session: Session, instance_id: str, project: str) -> List[db.Filesystem]:
+        """The filesystems an instance reaches: global ones, its project's, those it is connected to."""
+        connected = select(db.Connection.filesystem_id).where(db.Connection.instance_id == instance_id)
+        return list(session.scalars(select(db.Filesystem).where(or_(
+            db.Filesystem.scope == "global",
+            (db.Filesystem.scope == "project") & (db.Filesystem.project == project),
+            db.Filesystem.id.in_(connected),
+        ))))  # fmt: skip
+
     def _sync_for_instance(self, session: Session, instance: db.Instance) -> None:
-        """An instance came, went or changed address: every filesystem it reaches is re-synced."""
-        rows = session.scalars(
-            select(db.Filesystem).where(
-                or_(
-                    db.Filesystem.scope == "global",
-                    (db.Filesystem.scope == "project") & (db.Filesystem.project == instance.project),
-                    db.Filesystem.id.in_(
-                        select(db.Connection.filesystem_id).where(db.Connection.instance_id == instance.id)
-                    ),
-                )
-            )
-        ).all()
-        for fs in rows:
+        """An instance came or changed address: every filesystem it reaches is re-synced."""
+        for fs in self._reached(session, instance.id, instance.project):
             self._sync_access(session, fs)
 
     def put_instance(self, principal: Principal, tenant: str, instance_id: str, body: InstanceIn) -> Tuple[int, dict]:
@@ -276,14 +275,7 @@ class Service:
             instance = session.get(db.Instance, instance_id)
             if instance is None or instance.project != tenant:
                 raise NotFound(f"instance {instance_id!r} is not registered in project {tenant!r}")
-            reached = session.scalars(
-                select(db.Filesystem).where(
-                    or_(db.Filesystem.scope == "global",
-                        (db.Filesystem.scope == "project") & (db.Filesystem.project == tenant),
-                        db.Filesystem.id.in_(select(db.Connection.filesystem_id)
-                                             .where(db.Connection.instance_id == instance_id)))
-                )
-            ).all()  # fmt: skip
+            reached = self._reached(session, instance_id, tenant)
             session.delete(instance)
             session.commit()
             for fs in reached:
