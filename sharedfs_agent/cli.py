@@ -19,6 +19,7 @@ from .mounters import registry
 from .reconcile import PassResult, Reconciler
 from .report import read_status, write_status
 from .sources import make_source
+from .sources.file import FileSource
 
 __all__ = ["main", "ExitStatus"]
 
@@ -43,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         "plan": "show what a pass would do; changes nothing",
         "status": "each filesystem: desired, actual, state, last error",
         "check": "doctor: config, source, clients installed, fstab sane",
+        "release": "unmount everything the agent mounted and remove its fstab lines (before an uninstall)",
         "version": "print the version",
     }
     for name, text in helps.items():
@@ -192,13 +194,29 @@ def cmd_check(cfg, args) -> int:
     return ExitStatus.SOME_FAILED if problems else ExitStatus.CONVERGED
 
 
+def cmd_release(cfg, args) -> int:
+    reconciler = Reconciler(cfg, FileSource(os.devnull), registry())  # the source is not consulted
+    with _PassLock(cfg.lock_path, wait=cfg.mount_timeout * 2):
+        result = reconciler.release_all()
+    for verdict in result.verdicts:
+        log.info("%s %s: %s %s", verdict.name, verdict.mount_point, verdict.state.value, verdict.detail)
+    return ExitStatus.SOME_FAILED if result.failed else ExitStatus.CONVERGED
+
+
 def cmd_run(cfg, args) -> int:
     from .daemon import Daemon
 
     return Daemon(args.config_path, config_mod.load).run()
 
 
-COMMANDS = {"run": cmd_run, "once": cmd_once, "plan": cmd_plan, "status": cmd_status, "check": cmd_check}
+COMMANDS = {
+    "run": cmd_run,
+    "release": cmd_release,
+    "once": cmd_once,
+    "plan": cmd_plan,
+    "status": cmd_status,
+    "check": cmd_check,
+}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

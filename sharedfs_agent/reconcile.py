@@ -239,6 +239,14 @@ class Reconciler:
 
     # -- one pass ---------------------------------------------------------------------------
 
+    def release_all(self) -> PassResult:
+        """Unmount everything we own and drop all our fstab lines (for an uninstall)."""
+        nothing = Desired((), ())
+        observed = self.observe(nothing)
+        the_plan = make_plan(nothing, observed, self.mounters, may_unmount=True,
+                             mount_timeout=self.config.mount_timeout)  # fmt: skip
+        return PassResult(the_plan, self.apply(the_plan, observed.ledger) if the_plan.actions else ())
+
     def run_pass(self, allow_cache: bool = False, dry_run: bool = False) -> PassResult:
         desired, fresh = self.fetch(allow_cache)
         observed = self.observe(desired)

@@ -41,7 +41,7 @@ def cmd_serve(args) -> int:
     if not host or not port.isdigit():
         raise SystemExit(f"sharedfs-api: --listen {args.listen!r}: expected HOST:PORT")
     settings = Settings(db_url=_db_url(args), driver=args.driver, driver_options=_options(args.driver_opt),
-                        max_wait=args.max_wait)  # fmt: skip
+                        max_wait=args.max_wait, agent_wheels=args.agent_wheels)  # fmt: skip
     uvicorn.run(create_app(settings), host=host.strip("[]"), port=int(port), log_level=args.log_level,
                 access_log=args.access_log, timeout_keep_alive=settings.max_wait + 30, backlog=8192)  # fmt: skip
     return 0
@@ -105,6 +105,46 @@ def cmd_instance_list(args) -> int:
     return 0
 
 
+def _cloud_config(args, token: Optional[str], instance: Optional[str], project: Optional[str]) -> int:
+    from .cloudinit import render
+
+    ca_pem = None
+    if args.ca_file:
+        with open(args.ca_file, encoding="ascii") as f:
+            ca_pem = f.read()
+    index_url = args.index_url or args.api_url.rstrip("/") + "/agent/simple/"
+    try:
+        document = render(args.api_url, index_url, args.fs_type or ["glusterfs"], token=token,
+                          instance_id=instance, project=project, ca_pem=ca_pem)  # fmt: skip
+    except ValueError as e:
+        raise SystemExit(f"sharedfs-api: {e}") from None
+    if args.output:
+        fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold a token
+        with os.fdopen(fd, "w") as f:
+            f.write(document)
+    else:
+        sys.stdout.write(document)
+    return 0
+
+
+def cmd_user_data(args) -> int:
+    """A new instance token is made for the instance and written into its user-data."""
+    _check_ident("project", args.project)
+    _check_ident("instance", args.instance)
+    url = _db_url(args)
+    db.upgrade(url)
+    token = new_token()
+    with db.make_sessions(db.make_engine(url))() as session:
+        session.add(db.Token(sha256=hash_token(token), role="instance", project=args.project,
+                             instance_id=args.instance))  # fmt: skip
+        session.commit()
+    return _cloud_config(args, token, args.instance, args.project)
+
+
+def cmd_vendor_data(args) -> int:
+    return _cloud_config(args, None, None, None)
+
+
 def cmd_db_upgrade(args) -> int:
     db.upgrade(_db_url(args))
     print("database schema is up to date")
@@ -126,6 +166,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--driver-opt", action="append", default=[], metavar="K=V",
                        help="driver option, repeatable (glusterfs: brick_root=DIR, brick_host=, export_host=, quota=)")  # fmt: skip
     serve.add_argument("--max-wait", type=int, default=120, help="longest long-poll hold in seconds (default 120)")
+    serve.add_argument(
+        "--agent-wheels",
+        metavar="DIR",
+        help="serve the sharedfs-*.whl in DIR as a package index at /agent/simple/ (for cloud-init)",
+    )
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(func=cmd_serve)
@@ -147,6 +192,34 @@ def _parser() -> argparse.ArgumentParser:
     add.set_defaults(func=cmd_instance_add)
     listing = with_db(instance.add_parser("list", help="list instances"))
     listing.set_defaults(func=cmd_instance_list)
+
+    def cloud_config_options(p):
+        p.add_argument("--api-url", required=True, help="the URL instances reach this server at")
+        p.add_argument(
+            "--fs-type",
+            action="append",
+            choices=("glusterfs", "nfs", "cephfs", "lustre"),
+            help="client packages to install, repeatable (default glusterfs)",
+        )
+        p.add_argument("--index-url", help="package index for the agent (default API-URL/agent/simple/)")
+        p.add_argument("--ca-file", help="PEM CA bundle the agent trusts for the API's TLS certificate")
+        p.add_argument("--output", "-o", help="write here (mode 0600) instead of standard output")
+        return p
+
+    userdata = cloud_config_options(
+        with_db(
+            sub.add_parser(
+                "user-data", help="#cloud-config for one instance: installs, configures and starts sharedfs-agent"
+            )
+        )
+    )
+    userdata.add_argument("--instance", required=True, help="the instance id (a new instance token is made)")
+    userdata.add_argument("--project", required=True)
+    userdata.set_defaults(func=cmd_user_data)
+    vendordata = cloud_config_options(sub.add_parser(
+        "vendor-data", help="#cloud-config for every instance; each gets its token from instance metadata "
+                            "sharedfs_token and finds its id and project itself"))  # fmt: skip
+    vendordata.set_defaults(func=cmd_vendor_data)
 
     dbp = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     upgrade = with_db(dbp.add_parser("upgrade", help="migrate the schema to the newest version, keeping data"))

@@ -188,3 +188,13 @@ def test_hung_server_does_not_block_the_others(agent, volumes, glusterd):
     agent.desire()
     assert agent.once().returncode == 0
     glusterd.delete_volume("gamma")
+
+
+def test_release_unmounts_everything_ours_for_an_uninstall(agent, volumes):
+    agent.desire(agent.entry("alpha", volumes["alpha"]), agent.entry("beta", volumes["beta"]))
+    assert agent.once().returncode == 0
+    assert len(agent.our_lines()) == 2
+    released = agent.ns.run(agent.command("release"))
+    assert released.returncode == 0, released.stderr
+    assert agent.mounted("alpha") is None and agent.mounted("beta") is None
+    assert agent.fstab.read_bytes() == FOREIGN_FSTAB + b"\n"

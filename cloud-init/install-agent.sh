@@ -1,0 +1,1 @@
+../sharedfs_api/cloudinit/install-agent.sh

@@ -1,0 +1,87 @@
+"""cloud-init documents that install and start sharedfs-agent: per instance (user-data) or for a fleet (vendor-data)."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from string import Template
+from typing import Optional, Sequence
+
+__all__ = ["render", "FS_TYPES", "TOKEN_META_KEY"]
+
+FS_TYPES = ("glusterfs", "nfs", "cephfs", "lustre")
+# vendor-data: the token comes from the instance's metadata under this key, so one document
+# serves every instance (openstack server create --property sharedfs_token=…).
+TOKEN_META_KEY = "sharedfs_token"
+
+_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/%-]*)?")
+_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,200}")
+_PEM = re.compile(r"(-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?)+")
+CA_PATH = "/etc/sharedfs-agent/ca.pem"
+
+
+def _file(name: str) -> str:
+    return resources.files(__name__).joinpath(name).read_text()
+
+
+def _indent(text: str, spaces: int) -> str:
+    return "".join(" " * spaces + line if line.strip() else line for line in text.splitlines(True))
+
+
+def _check(kind: str, value: str, pattern: re.Pattern) -> str:
+    if not pattern.fullmatch(value):
+        raise ValueError(f"{kind} {value!r} must match {pattern.pattern}")
+    return value
+
+
+def render(api_url: str, index_url: str, fs_types: Sequence[str], token: Optional[str] = None,
+           instance_id: Optional[str] = None, project: Optional[str] = None,
+           ca_pem: Optional[str] = None) -> str:  # fmt: skip
+    """A #cloud-config document. With a token (and instance_id, project): user-data for one
+    instance. Without: vendor-data for every instance, the token read from instance metadata and
+    the identity discovered by the agent. Every value is checked, so none can break the YAML."""
+    _check("api url", api_url, _URL)
+    _check("index url", index_url, _URL)
+    for fs in fs_types:
+        if fs not in FS_TYPES:
+            raise ValueError(f"filesystem type {fs!r} is not one of {', '.join(FS_TYPES)}")
+    api_lines = ""
+    if instance_id or project:
+        api_lines = (f"      instance_id = {_check('instance id', instance_id or '', _IDENT)}\n"
+                     f"      project = {_check('project', project or '', _IDENT)}")  # fmt: skip
+    if ca_pem:
+        _check("CA bundle", ca_pem.strip() + "\n", _PEM)
+        api_lines += f"\n      ca_bundle = {CA_PATH}"
+    if token is not None:
+        token_file = (
+            '  - path: /etc/sharedfs-agent/token\n    owner: root:root\n    permissions: "0600"\n'
+            f'    content: "{_check("token", token, _TOKEN)}"'
+        )
+        who, from_metadata = f"instance {instance_id} of project {project}", ""
+    else:
+        token_file = (
+            "  - path: /usr/local/lib/sharedfs-agent/token-from-metadata.py\n    owner: root:root\n"
+            f'    permissions: "0755"\n    content: |\n{_indent(_file("token-from-metadata.py"), 6)}'
+        )
+        who = "every instance (vendor-data; token from instance metadata sharedfs_token)"
+        from_metadata = "  - [/usr/local/lib/sharedfs-agent/token-from-metadata.py]"
+    ca_file = ""
+    if ca_pem:
+        ca_file = (f"  - path: {CA_PATH}\n    owner: root:root\n    permissions: \"0644\"\n    content: |\n"
+                   f"{_indent(ca_pem.strip() + chr(10), 6)}")  # fmt: skip
+    template = Template(_file("user-data.yaml.in").split("\n", 1)[1])  # drop the template's own comment
+    document = template.substitute(
+        WHO=who,
+        API_URL=api_url,
+        API_LINES=api_lines,
+        TOKEN_FILE=token_file,
+        UNIT=_indent(_file("sharedfs-agent.service"), 6),
+        INSTALLER=_indent(_file("install-agent.sh"), 6),
+        CA_FILE=ca_file,
+        TOKEN_FROM_METADATA=from_metadata,
+        INDEX_URL=index_url,
+        CA_PATH=CA_PATH if ca_pem else "",
+        FS_TYPES="".join(f', "{fs}"' for fs in fs_types),
+    )
+    return document

@@ -1,0 +1,136 @@
+"""The install path for real: cloud-init in a systemd-nspawn container installs and starts the agent.
+
+A Debian 12 root filesystem (cached) boots with systemd as PID 1 and a NoCloud seed made from
+`sharedfs-api user-data`; sharedfs-api and glusterd run on the host's loopback. Everything is
+asserted from outside the container.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from devtools.apiserver import ApiServer
+from devtools.container import Container
+from tests.conftest import need_root
+from tests.support import require
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.root, pytest.mark.gluster]
+MOUNT = "/mnt/shared"
+
+
+def wait_for(predicate, timeout: float, step: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+@pytest.fixture(scope="module")
+def wheels(workdir):
+    out = workdir / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
+                    str(REPO)], check=True, capture_output=True)  # fmt: skip
+    return out
+
+
+def test_cloud_init_installs_the_agent_and_mounts_survive_restart_stop_and_reboot(glusterd, workdir, wheels):
+    need_root()
+    for tool in ("systemd-nspawn", "debootstrap", "systemd-analyze"):
+        require(shutil.which(tool) is not None, f"{tool} (Debian packages systemd-container, debootstrap)")
+    started = time.monotonic()
+    api = ApiServer(workdir / "install-api", driver="glusterfs", driver_opts={
+        "brick_root": str(workdir / "install-bricks"), "brick_host": glusterd.host,
+        "gluster_command": " ".join(glusterd.command), "quota": "false",
+    }, extra_args=["--agent-wheels", str(wheels)]).start()  # fmt: skip
+    container = None
+    try:
+        admin = api.token("admin")
+        created = api.call("PUT", "/v1.1/p1/os-filesystem/shared", admin,
+                           json={"fs_entry": {"size": "1Gb", "scope": "project", "mount_point": MOUNT}})  # fmt: skip
+        assert created.status_code == 201, created.text
+        user_data = api.cli("user-data", "--instance", "ct1", "--project", "p1", "--api-url", api.url,
+                            "--fs-type", "glusterfs")  # fmt: skip
+        vendor_data = api.cli("vendor-data", "--api-url", api.url, "--fs-type", "glusterfs", "--fs-type", "nfs")
+        container = Container(workdir / "ct1", f"sfs-ct{os.getpid() % 10000}", {glusterd.host: "127.0.0.1"},
+                              user_data, "ct1-0001")  # fmt: skip
+
+        # Every generated document passes cloud-init's own schema check.
+        for name, document in (("user-data", user_data), ("vendor-data", vendor_data)):
+            (container.root / "tmp" / name).write_text(document)
+            schema = container.chroot("cloud-init", "schema", "--config-file", f"/tmp/{name}")
+            assert schema.returncode == 0 and "Valid cloud-config" in schema.stdout, (
+                name,
+                schema.stdout,
+                schema.stderr,
+            )
+
+        first_boot = container.boot()
+        status = container.run("cloud-init", "status", "--wait", "--long", timeout=300)
+        assert status.returncode == 0 and "status: done" in status.stdout, status.stdout + status.stderr
+        result = json.loads(container.run("cat", "/run/cloud-init/result.json").stdout)
+        assert result["v1"]["errors"] == [], result
+        assert container.run("systemctl", "is-active", "sharedfs-agent").stdout.strip() == "active"
+        token_mode = container.run("stat", "-c", "%a", "/etc/sharedfs-agent/token").stdout.strip()
+        assert token_mode == "600"
+        verify = container.run("systemd-analyze", "verify", "/etc/systemd/system/sharedfs-agent.service")
+        assert verify.returncode == 0 and verify.stdout + verify.stderr == "", verify.stdout + verify.stderr
+
+        assert wait_for(lambda: container.mounts().get(MOUNT) == "fuse.glusterfs", 60), container.mounts()
+        assert (
+            container.run("sh", "-c", f"echo from-container > {MOUNT}/probe && cat {MOUNT}/probe").stdout
+            == "from-container\n"
+        )
+        assert (workdir / "install-bricks" / "shared" / "probe").read_text() == "from-container\n"
+
+        def reported():
+            rows = api.call("GET", "/v1.1/p1/os-filesystem/shared/instances", admin).json()["instances"]
+            return {r["id"]: r["mount_state"] for r in rows}.get("ct1")
+
+        assert wait_for(lambda: reported() == "mounted", 30)
+        # The FUSE client lives in a scope of its own, not in the agent's cgroup (invariant 8).
+        client = container.run("sh", "-c", "cat /proc/$(pgrep -f 'glusterfs.*" + MOUNT + "' | head -1)/cgroup").stdout
+        assert "sharedfs-agent.service" not in client and ".scope" in client, client
+
+        # Restart the agent while a reader reads every 50 ms: not one read may fail.
+        reader = container.popen("sh", "-c", f"for i in $(seq 120); do cat {MOUNT}/probe >/dev/null || echo FAIL; "
+                                             "sleep 0.05; done; echo DONE", stdout=subprocess.PIPE, text=True)  # fmt: skip
+        time.sleep(1)
+        assert container.run("systemctl", "restart", "sharedfs-agent").returncode == 0
+        out, _ = reader.communicate(timeout=60)
+        assert out.strip() == "DONE", out
+        assert container.run("systemctl", "is-active", "sharedfs-agent").stdout.strip() == "active"
+
+        assert container.run("systemctl", "stop", "sharedfs-agent").returncode == 0
+        assert container.mounts().get(MOUNT) == "fuse.glusterfs"
+        assert container.run("cat", f"{MOUNT}/probe").stdout == "from-container\n"
+        fstab = container.run("cat", "/etc/fstab").stdout
+        assert f" {MOUNT} glusterfs " in fstab and "_netdev" in fstab and "nofail" in fstab
+        assert "mount -a" not in container.run("journalctl", "-u", "sharedfs-agent", "--no-pager").stdout
+
+        # Reboot with the API down: the boot completes and the fstab line brings the mount back.
+        container.poweroff()
+        api.stop()
+        second_boot = container.boot(timeout=120)
+        assert wait_for(lambda: container.mounts().get(MOUNT) == "fuse.glusterfs", 60), container.mounts()
+        assert container.run("cat", f"{MOUNT}/probe").stdout == "from-container\n"
+        assert container.run("systemctl", "is-active", "sharedfs-agent").stdout.strip() == "active"
+        print(
+            f"\ninstall e2e: first boot {first_boot:.1f}s, reboot without API {second_boot:.1f}s, "
+            f"whole test {time.monotonic() - started:.1f}s"
+        )
+    finally:
+        if container is not None:
+            container.remove()
+        api.stop()
