@@ -7,7 +7,11 @@ import sys
 from typing import Dict, Iterable, Mapping
 
 from .base import Mounter, MountSettings
+from .cephfs import CephfsMounter, CephFuseMounter
 from .glusterfs import GlusterfsMounter
+from .lustre import LustreMounter
+from .nfs import NfsMounter
+from .virtiofs import VirtiofsMounter
 
 __all__ = ["Mounter", "MountSettings", "BUILTIN", "ENTRY_POINT_GROUP", "registry"]
 
@@ -18,6 +22,11 @@ ENTRY_POINT_GROUP = "sharedfs_agent.mounters"
 # Built in by name, not by discovery: what ships is visible here (kubelet's plugins.go).
 BUILTIN: Mapping[str, type] = {
     "glusterfs": GlusterfsMounter,
+    "nfs": NfsMounter,
+    "lustre": LustreMounter,
+    "cephfs": CephfsMounter,
+    "ceph-fuse": CephFuseMounter,
+    "virtiofs": VirtiofsMounter,
 }
 
 
