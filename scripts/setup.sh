@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 # glusterfs-server: a real glusterd for the demo and the tests; glusterfs-client: the FUSE client
 # (mount.glusterfs) the agent drives; util-linux/mount: findmnt (reference parser), unshare, nsenter,
 # runuser; iproute2: network namespaces for remote-client tests; postgresql: the API's scale-out tests;
-# systemd-container + debootstrap: the install test boots a Debian container with systemd and cloud-init.
-PACKAGES=(glusterfs-server glusterfs-client util-linux mount iproute2 postgresql systemd-container debootstrap python3 python3-venv)
+# systemd-container + debootstrap: the install test boots a Debian container with systemd and cloud-init;
+# qemu-system-x86, busybox-static, kmod, nfs-common, nfs-ganesha(-vfs), rpcbind: a real kernel NFS client in a guest.
+PACKAGES=(glusterfs-server glusterfs-client util-linux mount iproute2 postgresql systemd-container debootstrap
+          qemu-system-x86 busybox-static kmod nfs-common nfs-ganesha nfs-ganesha-vfs rpcbind python3 python3-venv)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -11,7 +11,7 @@ import sys
 VERSION, EXPORT = sys.argv[1], sys.argv[2]
 BASE = "/mnt/sfs"  # a tmpfs in the guest
 MP = "/mnt/share/data"
-options = [f"vers={VERSION}", "port=2049"]
+options = [f"vers={VERSION}", "proto=tcp", "port=2049"]
 if VERSION == "3":
     options += ["mountport=20048", "mountproto=tcp", "nolock"]  # no rpcbind is forwarded in
 subprocess.run(["mkdir", "-p", f"{BASE}/state"], check=True)
@@ -51,12 +51,14 @@ result = {"version": VERSION}
 desire([{"name": "share", "fs_type": "nfs", "export": EXPORT, "mount_point": MP, "mount_options": options}])
 result["attach_rc"], result["attach_log"] = once()
 result["fstype"] = mounted()
-try:
-    with open(f"{MP}/from-guest-v{VERSION}.txt", "w") as f:
-        f.write(f"written by the guest kernel's NFS v{VERSION} client\n")
-    result["wrote"] = True
-except OSError as e:
-    result["wrote"] = str(e)
+result["wrote"] = False
+if result["fstype"] in ("nfs", "nfs4"):  # never write into the directory under a failed mount
+    try:
+        with open(f"{MP}/from-guest-v{VERSION}.txt", "w") as f:
+            f.write(f"written by the guest kernel's NFS v{VERSION} client\n")
+        result["wrote"] = True
+    except OSError as e:
+        result["wrote"] = str(e)
 with open(f"{BASE}/fstab") as f:
     result["lines_attached"] = [line for line in f if "x-sharedfs-agent" in line]
 desire([])
