@@ -52,6 +52,19 @@ def _check_ident(kind: str, value: Optional[str]) -> None:
         raise SystemExit(f"sharedfs-api: {kind} {value!r} must match {IDENT.pattern}")
 
 
+def _store_token(args, role: str, project: Optional[str], instance: Optional[str]) -> str:
+    """Make a token, keep only its hash, return it (shown once)."""
+    _check_ident("project", project)
+    _check_ident("instance", instance)
+    url = _db_url(args)
+    db.upgrade(url)
+    token = new_token()
+    with db.make_sessions(db.make_engine(url))() as session:
+        session.add(db.Token(sha256=hash_token(token), role=role, project=project, instance_id=instance))
+        session.commit()
+    return token
+
+
 def cmd_token_create(args) -> int:
     if args.role == "project" and not args.project:
         raise SystemExit("sharedfs-api: --role project needs --project")
@@ -59,15 +72,7 @@ def cmd_token_create(args) -> int:
         raise SystemExit("sharedfs-api: --role instance needs --project and --instance")
     if args.role == "admin" and (args.project or args.instance):
         raise SystemExit("sharedfs-api: an admin token takes no --project or --instance")
-    _check_ident("project", args.project)
-    _check_ident("instance", args.instance)
-    url = _db_url(args)
-    db.upgrade(url)
-    token = new_token()
-    with db.make_sessions(db.make_engine(url))() as session:
-        session.add(db.Token(sha256=hash_token(token), role=args.role, project=args.project, instance_id=args.instance))
-        session.commit()
-    print(token)
+    print(_store_token(args, args.role, args.project, args.instance))
     return 0
 
 
@@ -129,15 +134,7 @@ def _cloud_config(args, token: Optional[str], instance: Optional[str], project: 
 
 def cmd_user_data(args) -> int:
     """A new instance token is made for the instance and written into its user-data."""
-    _check_ident("project", args.project)
-    _check_ident("instance", args.instance)
-    url = _db_url(args)
-    db.upgrade(url)
-    token = new_token()
-    with db.make_sessions(db.make_engine(url))() as session:
-        session.add(db.Token(sha256=hash_token(token), role="instance", project=args.project,
-                             instance_id=args.instance))  # fmt: skip
-        session.commit()
+    token = _store_token(args, "instance", args.project, args.instance)
     return _cloud_config(args, token, args.instance, args.project)
 
 

@@ -12,11 +12,16 @@ from ..fstab import MARKER
 from ..host import commands, systemd
 from ..model import Filesystem, FstabEntry, MountRecord
 
-__all__ = ["Mounter", "MountSettings", "COMMON_OPTIONS", "NUMBER", "HOST"]
+__all__ = ["Mounter", "MountSettings", "COMMON_OPTIONS", "NUMBER", "HOST", "SEGMENT", "PATH"]
 
 NUMBER = re.compile(r"[0-9]{1,9}(\.[0-9]{1,6})?")
 # A DNS name or IPv4 address, or an IPv6 address in brackets.
 HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])"
+
+# One component of a path on a server: never "." or "..", nothing a shell or fstab would read.
+SEGMENT = r"(?!\.\.?(?:/|$))[A-Za-z0-9._~+-]{1,255}"
+# An absolute path of such components; a trailing "/" is accepted (callers drop it).
+PATH = rf"/(?:{SEGMENT}(?:/{SEGMENT})*/?)?"
 
 # Options every type accepts: access-time flags, and the restrictive security flags.
 # The permissive ones (suid, dev, exec) are decided by validation against the config.

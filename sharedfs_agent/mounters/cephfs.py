@@ -7,13 +7,12 @@ from typing import List
 
 from ..errors import InvalidEntry
 from ..model import Filesystem, FstabEntry, MountRecord
-from .base import HOST, Mounter
+from .base import HOST, PATH, Mounter
 
 __all__ = ["CephfsMounter", "CephFuseMounter"]
 
 _MON = rf"{HOST}(?::[0-9]{{1,5}})?"
-_PATH = r"/(?:[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*)?"
-_EXPORT = re.compile(rf"(?P<mons>{_MON}(?:,{_MON}){{0,15}}):(?P<path>{_PATH})")
+_EXPORT = re.compile(rf"(?P<mons>{_MON}(?:,{_MON}){{0,15}}):(?P<path>{PATH})")
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # The key never travels in argv, fstab or logs: only a file under /etc/ceph may hold it.
 _SECRETFILE = re.compile(r"/etc/ceph/[A-Za-z0-9_.-]{1,128}")
@@ -71,7 +70,7 @@ class CephFuseMounter(Mounter):
     }
 
     def check_export(self, export: str) -> str:
-        if not re.fullmatch(_PATH, export) or "/.." in export:
+        if not re.fullmatch(PATH, export):
             raise InvalidEntry(f"export {export!r} is not a /path inside the CephFS filesystem")
         return export
 

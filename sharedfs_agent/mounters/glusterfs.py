@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 
 from ..errors import InvalidEntry
-from .base import HOST, NUMBER, Mounter
+from .base import HOST, NUMBER, SEGMENT, Mounter
 
 __all__ = ["GlusterfsMounter"]
 
 _SPACE = re.compile(r"\s")
 _VOLUME = r"[A-Za-z0-9_-]{1,64}"
-_SEGMENT = r"(?!\.\.?(?:/|$))[A-Za-z0-9._-]{1,255}"
-_EXPORT = re.compile(rf"(?P<host>{HOST}):/?(?P<volume>{_VOLUME})(?P<subdir>(?:/{_SEGMENT})*)")
+_EXPORT = re.compile(rf"(?P<host>{HOST}):/?(?P<volume>{_VOLUME})(?P<subdir>(?:/{SEGMENT})*)")
 
 
 class GlusterfsMounter(Mounter):

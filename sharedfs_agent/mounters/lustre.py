@@ -7,15 +7,14 @@ from typing import Tuple
 
 from ..errors import InvalidEntry
 from ..model import Filesystem
-from .base import Mounter
+from .base import SEGMENT, Mounter
 
 __all__ = ["LustreMounter"]
 
 # A NID is address@network: an IPv4 address or host name, and tcp / o2ib / kfi with a number.
 _NID = r"(?:[0-9]{1,3}(?:\.[0-9]{1,3}){3}|[A-Za-z][A-Za-z0-9-]{0,62})@(?:tcp|o2ib|kfi|gni|ptl4)[0-9]{0,3}"
 _MGS = rf"{_NID}(?:,{_NID}){{0,7}}"
-_SEGMENT = r"(?!\.\.?(?:/|$))[A-Za-z0-9._-]{1,255}"  # no "." or ".." segments
-_EXPORT = re.compile(rf"(?P<mgs>{_MGS}(?::{_MGS}){{0,3}}):/(?P<fsname>[A-Za-z0-9_]{{1,8}})(?P<subdir>(?:/{_SEGMENT})*)")
+_EXPORT = re.compile(rf"(?P<mgs>{_MGS}(?::{_MGS}){{0,3}}):/(?P<fsname>[A-Za-z0-9_]{{1,8}})(?P<subdir>(?:/{SEGMENT})*)")
 _LOCKING = ("flock", "localflock", "noflock")
 
 

@@ -7,12 +7,11 @@ from typing import Tuple
 
 from ..errors import InvalidEntry
 from ..model import Filesystem
-from .base import HOST, NUMBER, Mounter
+from .base import HOST, NUMBER, PATH, Mounter
 
 __all__ = ["NfsMounter"]
 
-_PATH = r"/(?:[A-Za-z0-9._~+-]+(?:/[A-Za-z0-9._~+-]+)*/?)?"  # a trailing / is dropped
-_EXPORT = re.compile(rf"(?P<host>{HOST}):(?P<path>{_PATH})")
+_EXPORT = re.compile(rf"(?P<host>{HOST}):(?P<path>{PATH})")
 _PORT = re.compile(r"[0-9]{1,5}")
 # What the field recommends for cloud use (AWS EFS, Azure NetApp Files, GCP Filestore guides):
 # hard mounts with long timeouts, no reserved source port (NAT and many clients).
@@ -53,7 +52,7 @@ class NfsMounter(Mounter):
 
     def check_export(self, export: str) -> str:
         match = _EXPORT.fullmatch(export)
-        if not match or "/../" in match["path"] + "/" or "/./" in match["path"] + "/":
+        if not match:
             raise InvalidEntry(f"export {export!r} is not host:/path or [IPv6]:/path")
         path = match["path"].rstrip("/") or "/"
         return f"{match['host']}:{path}"

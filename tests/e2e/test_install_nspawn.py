@@ -20,21 +20,11 @@ import pytest
 from devtools.apiserver import ApiServer
 from devtools.container import Container
 from tests.conftest import need_root
-from tests.support import require
+from tests.support import require, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.root, pytest.mark.gluster]
 MOUNT = "/mnt/shared"
-
-
-def wait_for(predicate, timeout: float, step: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from devtools.namespace import MountNamespace
 from tests.conftest import need_root
+from tests.support import wait_for  # noqa: F401 - the integration tests import it from here
 
 REPO = Path(__file__).resolve().parents[2]
 FOREIGN_FSTAB = (REPO / "tests" / "fixtures" / "util-linux_fstab.comment").read_bytes() + b"/dev/sdz9 /mnt/keep ext4 ro"
@@ -81,13 +81,3 @@ def agent(workdir, request):
     ns = MountNamespace()
     yield Agent(base, ns)
     ns.close(str(base))
-
-
-def wait_for(predicate, timeout: float = 10.0, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -16,3 +17,14 @@ def require(condition: bool, why: str) -> None:
     if IN_CI:
         pytest.fail(f"prerequisite missing in CI: {why}", pytrace=False)
     pytest.skip(why)
+
+
+def wait_for(predicate, timeout: float = 10.0, step: float = 0.05):
+    """Poll until predicate() is truthy or timeout passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()

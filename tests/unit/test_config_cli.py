@@ -13,7 +13,7 @@ import pytest
 from sharedfs_agent import cli
 from sharedfs_agent.config import load
 from sharedfs_agent.errors import ConfigError
-from sharedfs_agent.mounters import Mounter, registry
+from sharedfs_agent.mounters import BUILTIN, Mounter, registry
 
 
 def write(tmp_path, text):
@@ -74,7 +74,7 @@ def test_broken_plugin_is_skipped_and_duplicates_refused(caplog):
         for name, f in [("good", Good), ("broken", broken), ("claimer", Claimer), ("junk", lambda: object)]
     ]
     mounters = registry(entry_points=eps)
-    assert set(mounters) == {"glusterfs", "thirdfs"}
+    assert set(mounters) == set(BUILTIN) | {"thirdfs"}
     assert type(mounters["glusterfs"]).__name__ == "GlusterfsMounter"
     text = caplog.text
     assert "broken skipped" in text and "claimer skipped" in text and "junk skipped" in text

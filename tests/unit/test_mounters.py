@@ -123,6 +123,11 @@ def test_cephfs_secret_never_inline_and_never_echoed():
     assert "does not match" in one("cephfs", "mon1:/", options=["secretfile=/root/key"])
 
 
+def test_cephfs_paths_never_climb():
+    assert "not mon" in one("cephfs", "mon1:6789:/volumes/../etc")
+    assert "not a /path" in one("ceph-fuse", "/volumes/..")
+
+
 def test_ceph_fuse_alternative():
     argv, line = one("ceph-fuse", "/volumes/grp/sub", options=["ceph.id=admin"])
     assert argv == ["mount", "-t", "fuse.ceph", "-o", "rw,ceph.id=admin,nosuid,nodev,ceph.client_mountpoint=/volumes/grp/sub",
