@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class Backoff:
     """Exponential backoff with full jitter (delay uniform in [0, min(cap, base * 2^n)])."""
 
-    def __init__(self, base: float = 1.0, cap: float = 300.0, rng: Callable[[float, float], float] = random.uniform):
+    def __init__(self, base: float = 1.0, cap: float = 60.0, rng: Callable[[float, float], float] = random.uniform):
         self.base, self.cap, self.rng, self.failures = base, cap, rng, 0
 
     def next(self, retry_after: Optional[float] = None) -> float:
