@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 import psutil  # noqa: E402
 
 from devtools.stack import LocalStack  # noqa: E402
+from devtools.workspace import workspace  # noqa: E402
 
 
 def mountinfo_has(pid: int, path: str) -> bool:
@@ -59,9 +60,7 @@ def detection_times(log: Path, after: int):
 
 
 def main(rounds: int) -> None:
-    work = REPO / ".work"
-    work.mkdir(exist_ok=True)
-    base = Path(tempfile.mkdtemp(prefix="convergence-", dir=work))  # not /tmp: the agent refuses it
+    base = Path(tempfile.mkdtemp(prefix="convergence-", dir=workspace()))  # not /tmp: the agent refuses it
     stack = LocalStack(base, project="bench", quota=False)
     try:
         stack.start()

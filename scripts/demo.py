@@ -19,8 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from devtools.stack import LocalStack  # noqa: E402
+from devtools.workspace import workspace  # noqa: E402
 
-BASE = REPO / ".work" / "demo"
+BASE = workspace() / "demo"
 PROJECT, INSTANCE = "demo", "demo-vm"
 
 

@@ -9,9 +9,16 @@ from pathlib import Path
 import pytest
 
 from devtools.gluster import Glusterd, brick_host
+from devtools.workspace import workspace
 from tests.support import require
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    # tmp_path must not be below /tmp: the agent refuses mount points inside system directories.
+    if not config.option.basetemp:
+        config.option.basetemp = str(workspace() / "pytest")
 
 
 def need_root() -> None:
@@ -21,8 +28,7 @@ def need_root() -> None:
 
 @pytest.fixture(scope="session")
 def workdir():
-    # Not under /tmp: the agent refuses mount points inside system directories, /tmp among them.
-    base = REPO / ".work" / f"tests-{os.getpid()}"
+    base = workspace() / f"tests-{os.getpid()}"
     base.mkdir(parents=True)
     yield base
     shutil.rmtree(base, ignore_errors=True)

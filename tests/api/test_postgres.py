@@ -6,7 +6,6 @@ import os
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -14,10 +13,10 @@ from alembic.migration import MigrationContext
 
 from devtools.apiserver import ApiServer
 from devtools.postgres import Postgres
+from devtools.workspace import workspace
 from sharedfs_api import db
 from tests.support import require
 
-REPO = Path(__file__).resolve().parents[2]
 GL = {"export": "gl1:/vol", "fs_type": "glusterfs", "size": "1Gb"}
 
 
@@ -30,7 +29,7 @@ def postgres():
         bindir()
     except RuntimeError as e:
         require(False, str(e))
-    server = Postgres(REPO / ".work" / f"pg-{os.getpid()}").start()
+    server = Postgres(workspace() / f"pg-{os.getpid()}").start()
     yield server
     server.stop()
 
