@@ -1,10 +1,9 @@
-"""sharedfs-agent command line: once | plan | status | check | version; errors become exit codes."""
+"""sharedfs-agent command line: run | once | plan | status | check | release | version; errors become exit codes."""
 
 from __future__ import annotations
 
 import argparse
 import enum
-import fcntl
 import json
 import logging
 import os
@@ -15,6 +14,7 @@ from typing import List, Optional
 from . import __version__, actual, fstab
 from . import config as config_mod
 from .errors import ConfigError, SourceUnavailable, StateError
+from .lock import PassLock
 from .mounters import registry
 from .reconcile import PassResult, Reconciler
 from .report import read_status, write_status
@@ -62,37 +62,13 @@ def _config(args) -> config_mod.AgentConfig:
     return config_mod.load(args.config_path)
 
 
-class _PassLock:
-    """One pass at a time per state_dir, also against a running daemon (flock, freed on exit)."""
-
-    def __init__(self, path: str, wait: float) -> None:
-        self.path, self.wait, self.fd = path, wait, -1
-
-    def __enter__(self):
-        os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + self.wait
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return self
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(self.fd)
-                    raise ConfigError(f"another sharedfs-agent holds {self.path}") from None
-                time.sleep(0.1)
-
-    def __exit__(self, *exc) -> None:
-        os.close(self.fd)
-
-
 def _reconciler(cfg) -> Reconciler:
     return Reconciler(cfg, make_source(cfg), registry())
 
 
 def cmd_once(cfg, args) -> int:
     reconciler = _reconciler(cfg)
-    with _PassLock(cfg.lock_path, wait=cfg.mount_timeout * 2):
+    with PassLock(cfg.lock_path, wait=cfg.mount_timeout * 2):
         try:
             result = reconciler.run_pass()
         except SourceUnavailable as e:
@@ -196,7 +172,7 @@ def cmd_check(cfg, args) -> int:
 
 def cmd_release(cfg, args) -> int:
     reconciler = Reconciler(cfg, FileSource(os.devnull), registry())  # the source is not consulted
-    with _PassLock(cfg.lock_path, wait=cfg.mount_timeout * 2):
+    with PassLock(cfg.lock_path, wait=cfg.mount_timeout * 2):
         result = reconciler.release_all()
     for verdict in result.verdicts:
         log.info("%s %s: %s %s", verdict.name, verdict.mount_point, verdict.state.value, verdict.detail)

@@ -15,6 +15,7 @@ from . import identity
 from .config import AgentConfig
 from .errors import ConfigError, SourceUnavailable
 from .host import systemd
+from .lock import PassLock
 from .model import State
 from .mounters import registry
 from .reconcile import Reconciler
@@ -200,7 +201,8 @@ class Daemon:
         self.passes += 1
         start = time.monotonic()
         try:
-            result = reconciler.run_pass(allow_cache=True)
+            with PassLock(config.lock_path, wait=config.mount_timeout * 4):
+                result = reconciler.run_pass(allow_cache=True)
         except SourceUnavailable as e:
             if reporter is not None:
                 reporter.register(identity.addresses())

@@ -52,3 +52,17 @@ def test_probe_reports_errors_and_health(tmp_path):
     result = probe.probe([str(tmp_path), str(tmp_path / "missing"), str(tmp_path / "f")], timeout=5)
     assert result[str(tmp_path)] is None
     assert result[str(tmp_path / "missing")].startswith("ENOENT")
+
+
+def test_pass_lock_serialises_passes(tmp_path):
+    from sharedfs_agent.errors import ConfigError
+    from sharedfs_agent.lock import PassLock
+
+    path = str(tmp_path / "state" / "lock")
+    with PassLock(path, wait=1):
+        start = time.monotonic()
+        with pytest.raises(ConfigError, match="another sharedfs-agent"), PassLock(path, wait=0.3):
+            pass
+        assert time.monotonic() - start >= 0.3
+    with PassLock(path, wait=0):  # free again once the holder is done
+        pass
