@@ -82,7 +82,8 @@ def _name(process: psutil.Process) -> str:
 class Container:
     """One booted container: `run()` executes inside it (nsenter into all its namespaces)."""
 
-    def __init__(self, base: Path, name: str, hosts: Dict[str, str], user_data: str, instance_id: str) -> None:
+    def __init__(self, base: Path, name: str, hosts: Dict[str, str], user_data: str, instance_id: str,
+                 vendor_data: Optional[str] = None, meta_data: str = "") -> None:  # fmt: skip
         self.base, self.name = base, name
         self.root = base / "root"
         self.seed = base / "seed"
@@ -97,7 +98,9 @@ class Container:
         )
         self.seed.mkdir()
         (self.seed / "user-data").write_text(user_data)
-        (self.seed / "meta-data").write_text(f"instance-id: {instance_id}\nlocal-hostname: {name}\n")
+        (self.seed / "meta-data").write_text(f"instance-id: {instance_id}\nlocal-hostname: {name}\n{meta_data}")
+        if vendor_data is not None:
+            (self.seed / "vendor-data").write_text(vendor_data)
 
     def chroot(self, *argv: str) -> subprocess.CompletedProcess:
         """Run a command in the root filesystem without booting it (cloud-init schema, …)."""

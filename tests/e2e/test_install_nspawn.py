@@ -124,3 +124,46 @@ def test_cloud_init_installs_the_agent_and_mounts_survive_restart_stop_and_reboo
         if container is not None:
             container.remove()
         api.stop()
+
+
+def test_vendor_data_with_token_and_identity_from_metadata(glusterd, workdir, wheels):
+    """One vendor-data document for every instance: the token comes from instance metadata
+    (sharedfs_token), the instance id and project from cloud-init's instance data."""
+    need_root()
+    for tool in ("systemd-nspawn", "debootstrap"):
+        require(shutil.which(tool) is not None, f"{tool} (Debian packages systemd-container, debootstrap)")
+    api = ApiServer(workdir / "vendor-api", driver="glusterfs", driver_opts={
+        "brick_root": str(workdir / "vendor-bricks"), "brick_host": glusterd.host,
+        "gluster_command": " ".join(glusterd.command), "quota": "false",
+    }, extra_args=["--agent-wheels", str(wheels)]).start()  # fmt: skip
+    container = None
+    try:
+        admin = api.token("admin")
+        created = api.call("PUT", "/v1.1/p2/os-filesystem/vshared", admin,
+                           json={"fs_entry": {"size": "1Gb", "scope": "project", "mount_point": MOUNT}})  # fmt: skip
+        assert created.status_code == 201, created.text
+        vendor_data = api.cli("vendor-data", "--api-url", api.url, "--fs-type", "glusterfs")
+        token = api.token("instance", "p2", "ct2-0001")
+        meta = f"project_id: p2\nmeta:\n  sharedfs_token: {token}\n"
+        container = Container(workdir / "ct2", f"sfs-cv{os.getpid() % 10000}", {glusterd.host: "127.0.0.1"},
+                              "#cloud-config\n", "ct2-0001", vendor_data=vendor_data, meta_data=meta)  # fmt: skip
+        container.boot()
+        status = container.run("cloud-init", "status", "--wait", "--long", timeout=300)
+        assert status.returncode == 0 and "status: done" in status.stdout, status.stdout + status.stderr
+        result = json.loads(container.run("cat", "/run/cloud-init/result.json").stdout)
+        assert result["v1"]["errors"] == [], result
+        assert container.run("stat", "-c", "%a", "/etc/sharedfs-agent/token").stdout.strip() == "600"
+        assert container.run("systemctl", "is-active", "sharedfs-agent").stdout.strip() == "active"
+        assert wait_for(lambda: container.mounts().get(MOUNT) == "fuse.glusterfs", 60), container.mounts()
+
+        def reported():
+            rows = api.call("GET", "/v1.1/p2/os-filesystem/vshared/instances", admin).json()["instances"]
+            return {r["id"]: r["mount_state"] for r in rows}.get("ct2-0001")
+
+        assert wait_for(lambda: reported() == "mounted", 30)
+        journal = container.run("journalctl", "-u", "sharedfs-agent", "--no-pager").stdout
+        assert "identity from cloud-init instance data" in journal, journal[-2000:]
+    finally:
+        if container is not None:
+            container.remove()
+        api.stop()
