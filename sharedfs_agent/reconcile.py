@@ -241,14 +241,14 @@ class Reconciler:
 
     def release_all(self) -> PassResult:
         """Unmount everything we own and drop all our fstab lines (for an uninstall)."""
-        nothing = Desired((), ())
-        observed = self.observe(nothing)
-        the_plan = make_plan(nothing, observed, self.mounters, may_unmount=True,
-                             mount_timeout=self.config.mount_timeout)  # fmt: skip
-        return PassResult(the_plan, self.apply(the_plan, observed.ledger) if the_plan.actions else ())
+        return self._reconcile(Desired((), ()), fresh=True)
 
     def run_pass(self, allow_cache: bool = False, dry_run: bool = False) -> PassResult:
         desired, fresh = self.fetch(allow_cache)
+        return self._reconcile(desired, fresh, dry_run)
+
+    def _reconcile(self, desired: Desired, fresh: bool, dry_run: bool = False) -> PassResult:
+        """Observe, plan, and apply unless dry_run or already converged."""
         observed = self.observe(desired)
         the_plan = make_plan(
             desired, observed, self.mounters, may_unmount=fresh, mount_timeout=self.config.mount_timeout
