@@ -64,6 +64,11 @@ class Glusterd:
         """The gluster CLI, run inside glusterd's mount namespace (also handed to the API driver)."""
         return ["nsenter", f"--target={self.proc.pid}", "--mount", "--", "gluster"]
 
+    def driver_options(self, brick_root: Path, quota: bool = True) -> Dict[str, str]:
+        """--driver-opt values for an API server whose glusterfs driver makes volumes on this glusterd."""
+        return {"brick_root": str(brick_root), "brick_host": self.host,
+                "gluster_command": " ".join(self.command), "quota": str(quota).lower()}  # fmt: skip
+
     def gluster(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run([*self.command, "--mode=script", *args], capture_output=True, text=True,
                               check=check, timeout=120)  # fmt: skip

@@ -39,10 +39,8 @@ class LocalStack:
         self.root.mkdir(parents=True)
         if self.own_glusterd:
             self.glusterd.start()
-        self.api = ApiServer(self.base / "api", driver="glusterfs", driver_opts={
-            "brick_root": str(self.base / "bricks"), "brick_host": self.glusterd.host,
-            "gluster_command": " ".join(self.glusterd.command), "quota": str(self.quota).lower(),
-        }).start()  # fmt: skip
+        options = self.glusterd.driver_options(self.base / "bricks", self.quota)
+        self.api = ApiServer(self.base / "api", driver="glusterfs", driver_opts=options).start()
         self.admin = self.api.token("admin")
         token_file = self.base / "token"
         token_file.write_text(self.api.token("instance", self.project, self.instance) + "\n")

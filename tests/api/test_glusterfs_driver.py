@@ -15,11 +15,8 @@ pytestmark = [pytest.mark.root, pytest.mark.gluster]
 @pytest.fixture(scope="module")
 def setup(glusterd, workdir):
     ns = NetNamespace(f"sfs{os.getpid() % 100000}", "10.213.77.0", workdir, {glusterd.host: "10.213.77.1"})
-    server = ApiServer(workdir / "driver-api", driver="glusterfs", driver_opts={
-        "brick_root": str(workdir / "driver-bricks"),
-        "brick_host": glusterd.host,
-        "gluster_command": " ".join(glusterd.command),
-    }).start()  # fmt: skip
+    server = ApiServer(workdir / "driver-api", driver="glusterfs",
+                       driver_opts=glusterd.driver_options(workdir / "driver-bricks")).start()  # fmt: skip
     admin = server.token("admin")
     try:
         yield server, admin, ns, glusterd

@@ -27,6 +27,12 @@ pytestmark = [pytest.mark.root, pytest.mark.gluster]
 MOUNT = "/mnt/shared"
 
 
+def serving_api(base: Path, glusterd, wheels: Path) -> ApiServer:
+    """An API server with the glusterfs driver that also serves the agent's wheel to instances."""
+    return ApiServer(base / "api", driver="glusterfs", driver_opts=glusterd.driver_options(base / "bricks", quota=False),
+                     extra_args=["--agent-wheels", str(wheels)]).start()  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def wheels(workdir):
     out = workdir / "wheels"
@@ -40,10 +46,7 @@ def test_cloud_init_installs_the_agent_and_mounts_survive_restart_stop_and_reboo
     for tool in ("systemd-nspawn", "debootstrap", "systemd-analyze"):
         require(shutil.which(tool) is not None, f"{tool} (Debian packages systemd-container, debootstrap)")
     started = time.monotonic()
-    api = ApiServer(workdir / "install-api", driver="glusterfs", driver_opts={
-        "brick_root": str(workdir / "install-bricks"), "brick_host": glusterd.host,
-        "gluster_command": " ".join(glusterd.command), "quota": "false",
-    }, extra_args=["--agent-wheels", str(wheels)]).start()  # fmt: skip
+    api = serving_api(workdir / "install", glusterd, wheels)
     container = None
     try:
         admin = api.token("admin")
@@ -82,7 +85,7 @@ def test_cloud_init_installs_the_agent_and_mounts_survive_restart_stop_and_reboo
             container.run("sh", "-c", f"echo from-container > {MOUNT}/probe && cat {MOUNT}/probe").stdout
             == "from-container\n"
         )
-        assert (workdir / "install-bricks" / "shared" / "probe").read_text() == "from-container\n"
+        assert (workdir / "install" / "bricks" / "shared" / "probe").read_text() == "from-container\n"
 
         def reported():
             rows = api.call("GET", "/v1.1/p1/os-filesystem/shared/instances", admin).json()["instances"]
@@ -132,10 +135,7 @@ def test_vendor_data_with_token_and_identity_from_metadata(glusterd, workdir, wh
     need_root()
     for tool in ("systemd-nspawn", "debootstrap"):
         require(shutil.which(tool) is not None, f"{tool} (Debian packages systemd-container, debootstrap)")
-    api = ApiServer(workdir / "vendor-api", driver="glusterfs", driver_opts={
-        "brick_root": str(workdir / "vendor-bricks"), "brick_host": glusterd.host,
-        "gluster_command": " ".join(glusterd.command), "quota": "false",
-    }, extra_args=["--agent-wheels", str(wheels)]).start()  # fmt: skip
+    api = serving_api(workdir / "vendor", glusterd, wheels)
     container = None
     try:
         admin = api.token("admin")
