@@ -29,8 +29,25 @@ MOUNT = "/mnt/shared"
 
 def serving_api(base: Path, glusterd, wheels: Path) -> ApiServer:
     """An API server with the glusterfs driver that also serves the agent's wheel to instances."""
+    need_root()
+    for tool in ("systemd-nspawn", "debootstrap", "systemd-analyze"):
+        require(shutil.which(tool) is not None, f"{tool} (Debian packages systemd-container, debootstrap)")
     return ApiServer(base / "api", driver="glusterfs", driver_opts=glusterd.driver_options(base / "bricks", quota=False),
                      extra_args=["--agent-wheels", str(wheels)]).start()  # fmt: skip
+
+
+def share(api: ApiServer, admin: str, project: str, name: str) -> None:
+    """A project-scope filesystem at MOUNT: every instance of the project should get it."""
+    created = api.call("PUT", f"/v1.1/{project}/os-filesystem/{name}", admin,
+                       json={"fs_entry": {"size": "1Gb", "scope": "project", "mount_point": MOUNT}})  # fmt: skip
+    assert created.status_code == 201, created.text
+
+
+def assert_cloud_init_done(container: Container) -> None:
+    status = container.run("cloud-init", "status", "--wait", "--long", timeout=300)
+    assert status.returncode == 0 and "status: done" in status.stdout, status.stdout + status.stderr
+    result = json.loads(container.run("cat", "/run/cloud-init/result.json").stdout)
+    assert result["v1"]["errors"] == [], result
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +59,12 @@ def wheels(workdir):
 
 
 def test_cloud_init_installs_the_agent_and_mounts_survive_restart_stop_and_reboot(glusterd, workdir, wheels):
-    need_root()
-    for tool in ("systemd-nspawn", "debootstrap", "systemd-analyze"):
-        require(shutil.which(tool) is not None, f"{tool} (Debian packages systemd-container, debootstrap)")
     started = time.monotonic()
     api = serving_api(workdir / "install", glusterd, wheels)
     container = None
     try:
         admin = api.token("admin")
-        created = api.call("PUT", "/v1.1/p1/os-filesystem/shared", admin,
-                           json={"fs_entry": {"size": "1Gb", "scope": "project", "mount_point": MOUNT}})  # fmt: skip
-        assert created.status_code == 201, created.text
+        share(api, admin, "p1", "shared")
         user_data = api.cli("user-data", "--instance", "ct1", "--project", "p1", "--api-url", api.url,
                             "--fs-type", "glusterfs")  # fmt: skip
         vendor_data = api.cli("vendor-data", "--api-url", api.url, "--fs-type", "glusterfs", "--fs-type", "nfs")
@@ -70,10 +82,7 @@ def test_cloud_init_installs_the_agent_and_mounts_survive_restart_stop_and_reboo
             )
 
         first_boot = container.boot()
-        status = container.run("cloud-init", "status", "--wait", "--long", timeout=300)
-        assert status.returncode == 0 and "status: done" in status.stdout, status.stdout + status.stderr
-        result = json.loads(container.run("cat", "/run/cloud-init/result.json").stdout)
-        assert result["v1"]["errors"] == [], result
+        assert_cloud_init_done(container)
         assert container.run("systemctl", "is-active", "sharedfs-agent").stdout.strip() == "active"
         token_mode = container.run("stat", "-c", "%a", "/etc/sharedfs-agent/token").stdout.strip()
         assert token_mode == "600"
@@ -132,26 +141,18 @@ def test_cloud_init_installs_the_agent_and_mounts_survive_restart_stop_and_reboo
 def test_vendor_data_with_token_and_identity_from_metadata(glusterd, workdir, wheels):
     """One vendor-data document for every instance: the token comes from instance metadata
     (sharedfs_token), the instance id and project from cloud-init's instance data."""
-    need_root()
-    for tool in ("systemd-nspawn", "debootstrap"):
-        require(shutil.which(tool) is not None, f"{tool} (Debian packages systemd-container, debootstrap)")
     api = serving_api(workdir / "vendor", glusterd, wheels)
     container = None
     try:
         admin = api.token("admin")
-        created = api.call("PUT", "/v1.1/p2/os-filesystem/vshared", admin,
-                           json={"fs_entry": {"size": "1Gb", "scope": "project", "mount_point": MOUNT}})  # fmt: skip
-        assert created.status_code == 201, created.text
+        share(api, admin, "p2", "vshared")
         vendor_data = api.cli("vendor-data", "--api-url", api.url, "--fs-type", "glusterfs")
         token = api.token("instance", "p2", "ct2-0001")
         meta = f"project_id: p2\nmeta:\n  sharedfs_token: {token}\n"
         container = Container(workdir / "ct2", f"sfs-cv{os.getpid() % 10000}", {glusterd.host: "127.0.0.1"},
                               "#cloud-config\n", "ct2-0001", vendor_data=vendor_data, meta_data=meta)  # fmt: skip
         container.boot()
-        status = container.run("cloud-init", "status", "--wait", "--long", timeout=300)
-        assert status.returncode == 0 and "status: done" in status.stdout, status.stdout + status.stderr
-        result = json.loads(container.run("cat", "/run/cloud-init/result.json").stdout)
-        assert result["v1"]["errors"] == [], result
+        assert_cloud_init_done(container)
         assert container.run("stat", "-c", "%a", "/etc/sharedfs-agent/token").stdout.strip() == "600"
         assert container.run("systemctl", "is-active", "sharedfs-agent").stdout.strip() == "active"
         assert wait_for(lambda: container.mounts().get(MOUNT) == "fuse.glusterfs", 60), container.mounts()
