@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sharedfs_agent.desired import SYSTEM_DIRS
+from sharedfs_agent.wire import SYSTEM_DIRS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import posixpath
-import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
+from . import wire
 from .config import AgentConfig
 from .errors import InvalidEntry, SourceUnavailable
 from .model import Access, Filesystem, Rejection
 from .mounters import Mounter
 
-__all__ = ["Desired", "parse_document", "check_mount_point", "SYSTEM_DIRS"]
+__all__ = ["Desired", "parse_document", "check_mount_point"]
 
-# Never a mount point, nor anything below one: mounting here breaks or hijacks the system.
-SYSTEM_DIRS = (
-    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root",
-    "/run", "/sbin", "/sys", "/usr", "/var", "/tmp", "/snap", "/lost+found",
-)  # fmt: skip
-
-_SYSTEM = frozenset(SYSTEM_DIRS)
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_OPTION = re.compile(r"[A-Za-z0-9_.:@\[\]/+=-]{1,512}")
 # Asking for these needs a config setting; without it the restrictive twin is added.
 _PERMISSIVE = {"suid": ("nosuid", "allow_suid"), "dev": ("nodev", "allow_dev"), "exec": ("noexec", "allow_exec")}
-_MAX_PATH = 4096
 
 
 @dataclass(frozen=True)
@@ -38,29 +26,11 @@ class Desired:
 
 
 def check_mount_point(path: Any, config: AgentConfig) -> str:
-    """An absolute, normalised path inside an allowed root and outside every system directory."""
-    if not isinstance(path, str) or not path:
-        raise InvalidEntry("mount_point must be a non-empty string")
-    if len(path) > _MAX_PATH or _CONTROL.search(path):
-        raise InvalidEntry("mount_point contains control characters or is too long")
-    if path == "/":
-        raise InvalidEntry("mount_point '/' is the root filesystem")
-    parts = path.split("/")
-    if parts[0]:
-        raise InvalidEntry(f"mount_point {path!r} is not absolute")
-    if ".." in parts or "." in parts:
-        raise InvalidEntry(f"mount_point {path!r} has '.' or '..' segments")
-    if "" in parts[1:]:
-        raise InvalidEntry(f"mount_point {path!r} is not normalised (did you mean {posixpath.normpath(path)!r}?)")
-    # Every system directory is top-level, so its first component decides.
-    if "/" + parts[1] in _SYSTEM:
-        raise InvalidEntry(f"mount_point {path!r} is inside the system directory /{parts[1]}")
-    if not any(path == root or path.startswith(root.rstrip("/") + "/") for root in config.allowed_roots):
-        raise InvalidEntry(
-            f"mount_point {path!r} is outside the allowed roots ({' '.join(config.allowed_roots)}; "
-            "set [agent] allowed_roots)"
-        )
-    return path
+    """wire.check_mount_point with this agent's allowed roots; InvalidEntry when refused."""
+    try:
+        return wire.check_mount_point(path, config.allowed_roots)
+    except ValueError as e:
+        raise InvalidEntry(str(e)) from None
 
 
 def _options(raw: Any, mounter: Mounter, config: AgentConfig) -> Tuple[List[str], Optional[Access]]:
@@ -75,7 +45,7 @@ def _options(raw: Any, mounter: Mounter, config: AgentConfig) -> Tuple[List[str]
     options: List[str] = []
     access = None
     for item in items:
-        if not isinstance(item, str) or not _OPTION.fullmatch(item):
+        if not isinstance(item, str) or not wire.OPTION.fullmatch(item):
             raise InvalidEntry(f"mount option {item!r} has characters an option may not have")
         if item in ("ro", "rw"):
             if access is not None and access.value != item:
@@ -107,7 +77,7 @@ def _entry(raw: Any, mounters: Mapping[str, Mounter], config: AgentConfig) -> Fi
     if mounter is None:
         raise InvalidEntry(f"unknown fs_type {fs_type!r} (this agent knows: {', '.join(sorted(mounters))})")
     export = raw.get("export")
-    if not isinstance(export, str) or not export or len(export) > _MAX_PATH or _CONTROL.search(export):
+    if not isinstance(export, str) or not export or len(export) > wire.MAX_PATH or wire.CONTROL.search(export):
         raise InvalidEntry("export must be a non-empty string without control characters")
     export = mounter.check_export(export)
     mount_point = check_mount_point(raw.get("mount_point"), config)
@@ -135,7 +105,7 @@ def _entry(raw: Any, mounters: Mapping[str, Mounter], config: AgentConfig) -> Fi
 
 def _label(raw: Any, index: int) -> str:
     name = raw.get("name") if isinstance(raw, dict) else None
-    return name if isinstance(name, str) and _NAME.fullmatch(name) else f"#{index}"
+    return name if isinstance(name, str) and wire.ENTRY_NAME.fullmatch(name) else f"#{index}"
 
 
 def _safe_mount_point(raw: Any, config: AgentConfig):
@@ -149,13 +119,13 @@ def _safe_mount_point(raw: Any, config: AgentConfig):
 def parse_document(doc: Any, mounters: Mapping[str, Mounter], config: AgentConfig) -> Desired:
     """Validate a whole document. A document that is not {"filesystems": [...]} is garbage and
     raises SourceUnavailable (never read as "nothing attached"); a bad entry is refused alone."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("filesystems"), list):
+    if not isinstance(doc, dict) or not isinstance(doc.get(wire.DOCUMENT_KEY), list):
         raise SourceUnavailable('desired state is not a JSON object with a "filesystems" list')
     accepted: List[Filesystem] = []
     refused: List[Rejection] = []
     names: Set[str] = set()
     by_mount_point: Dict[str, str] = {}
-    for index, raw in enumerate(doc["filesystems"]):
+    for index, raw in enumerate(doc[wire.DOCUMENT_KEY]):
         label = _label(raw, index)
         try:
             if label.startswith("#"):

@@ -7,27 +7,21 @@ from typing import List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sharedfs_agent.config import AgentConfig
-from sharedfs_agent.desired import check_mount_point
-from sharedfs_agent.errors import InvalidEntry
+from sharedfs_agent import wire
 
 __all__ = ["NAME", "parse_size", "FsEntryIn", "FsEntryBody", "InstanceIn", "InstanceBody", "StateIn",
            "STATES", "check_name"]  # fmt: skip
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # also a valid GlusterFS volume name
-IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # tenants and instance ids
+NAME = wire.FS_NAME
+IDENT = wire.IDENT
 _SIZE = re.compile(r"\s*([0-9]{1,7}(?:\.[0-9]{1,3})?)\s*([kmgtp])i?b?\s*", re.IGNORECASE)
 _UNITS = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 MAX_SIZE = 1024**5  # 1 PiB
-STATES = ("mounted", "pending", "unmounted", "busy", "error")
-_ANY_ROOT = AgentConfig(allowed_roots=("/",))  # the server checks form; each agent checks its roots
-_OPTION = re.compile(r"[A-Za-z0-9_.:@\[\]/+=-]{1,512}")
+STATES = wire.STATES
 
 
 def check_name(kind: str, value: str, pattern: re.Pattern = IDENT) -> str:
-    if not pattern.fullmatch(value):
-        raise ValueError(f"{kind} {value!r} must match {pattern.pattern}")
-    return value
+    return wire.check_pattern(kind, value, pattern)
 
 
 def parse_size(text: str) -> int:
@@ -65,10 +59,7 @@ class FsEntryIn(BaseModel):
     @classmethod
     def _mount_point(cls, value: Optional[str]) -> Optional[str]:
         if value is not None:
-            try:
-                check_mount_point(value, _ANY_ROOT)
-            except InvalidEntry as e:
-                raise ValueError(str(e)) from None
+            wire.check_mount_point(value, ("/",))  # the form only: each agent checks its own roots
         return value
 
     @field_validator("mount_options")
@@ -78,7 +69,7 @@ class FsEntryIn(BaseModel):
         if len(items) > 32:
             raise ValueError("at most 32 mount options")
         for item in items:
-            if not _OPTION.fullmatch(item):
+            if not wire.OPTION.fullmatch(item):
                 raise ValueError(f"mount option {item!r} has characters an option may not have")
         return items
 
@@ -120,5 +111,5 @@ class InstanceBody(BaseModel):
 
 class StateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    state: Literal["mounted", "pending", "unmounted", "busy", "error"]
+    state: Literal[wire.STATES]
     detail: str = Field(default="", max_length=1000)

@@ -7,6 +7,8 @@ from importlib import resources
 from string import Template
 from typing import Optional, Sequence
 
+from sharedfs_agent import wire
+
 __all__ = ["render", "FS_TYPES", "TOKEN_META_KEY"]
 
 FS_TYPES = ("glusterfs", "nfs", "cephfs", "lustre")
@@ -15,7 +17,7 @@ FS_TYPES = ("glusterfs", "nfs", "cephfs", "lustre")
 TOKEN_META_KEY = "sharedfs_token"
 
 _URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/%-]*)?")
-_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_IDENT = wire.IDENT
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{20,200}")
 _PEM = re.compile(r"(-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?)+")
 CA_PATH = "/etc/sharedfs-agent/ca.pem"

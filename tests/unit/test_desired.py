@@ -137,3 +137,10 @@ def test_ten_thousand_entries_are_bounded():
 def test_garbage_documents_are_source_unavailable_not_empty(doc):
     with pytest.raises(SourceUnavailable):
         parse_document(doc, MOUNTERS, CONFIG)
+
+
+def test_the_wire_states_are_the_agents_states():
+    from sharedfs_agent import wire
+    from sharedfs_agent.model import State
+
+    assert tuple(s.value for s in State) == wire.STATES
