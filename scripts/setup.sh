@@ -32,6 +32,6 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+.venv/bin/python -m pip install -q --disable-pip-version-check -e packaging/sharedfs-agent -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 .venv/bin/python -c 'import sharedfs_agent, pytest, hypothesis' # fails loudly if the install did not happen
 echo "setup: ready (.venv/bin/sharedfs-agent $(.venv/bin/python -c 'import sharedfs_agent; print(sharedfs_agent.__version__)'))"

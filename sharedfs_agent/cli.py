@@ -1,4 +1,4 @@
-"""sharedfs-agent command line: run | once | plan | status | check | release | version; errors become exit codes."""
+"""sharedfs-agent command line: run | once | plan | status | check | release | packages | version; errors become exit codes."""
 
 from __future__ import annotations
 
@@ -45,11 +45,16 @@ def _parser() -> argparse.ArgumentParser:
         "status": "each filesystem: desired, actual, state, last error",
         "check": "doctor: config, source, clients installed, fstab sane",
         "release": "unmount everything the agent mounted and remove its fstab lines (before an uninstall)",
+        "packages": "the distribution packages the clients of these filesystem types need (installers use it)",
         "version": "print the version",
     }
     for name, text in helps.items():
         p = sub.add_parser(name, help=text, description=text)
-        if name != "version":
+        if name == "packages":
+            p.add_argument("--family", choices=("debian", "rhel"), default="debian",
+                           help="distribution family (default debian: Debian, Ubuntu)")  # fmt: skip
+            p.add_argument("fs_types", nargs="*", metavar="FS_TYPE", help="default: every type this agent mounts")
+        elif name != "version":
             p.add_argument("--config", help=f"INI file (default ${config_mod.ENV_VAR} or {config_mod.DEFAULT_PATH})")
             p.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
         if name in ("plan", "status"):
@@ -195,11 +200,32 @@ COMMANDS = {
 }
 
 
+def cmd_packages(args) -> int:
+    """One line of package names, for `apt-get install` / `dnf install`; types whose client does
+    not come from the distribution (Lustre's site repository, virtiofs in the kernel) add none."""
+    mounters = registry()
+    unknown = [t for t in args.fs_types if t not in mounters]
+    if unknown:
+        print(f"sharedfs-agent: unknown filesystem type {', '.join(unknown)} "
+              f"(this agent mounts: {', '.join(sorted(mounters))})", file=sys.stderr)  # fmt: skip
+        return ExitStatus.USAGE
+    names: List[str] = []
+    for fs_type in args.fs_types or sorted(mounters):
+        mounter = mounters[fs_type]
+        package = mounter.packages.get(args.family) if mounter.installable else None
+        if package and package not in names:
+            names.append(package)
+    print(" ".join(names))
+    return ExitStatus.CONVERGED
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
         print(f"sharedfs-agent {__version__}")
         return ExitStatus.CONVERGED
+    if args.command == "packages":
+        return cmd_packages(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(message)s"

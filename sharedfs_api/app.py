@@ -43,7 +43,7 @@ class Settings:
     driver_options: Dict[str, str] = field(default_factory=dict)
     max_wait: int = 120  # the longest a long-poll is held; agents time out above it
     migrate: bool = True
-    agent_wheels: Optional[str] = None  # directory of sharedfs-*.whl served at /agent/simple/
+    agent_wheels: Optional[str] = None  # directory of sharedfs_agent-*.whl served at /agent/simple/
 
 
 class BodyLimit:
@@ -260,12 +260,12 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-_WHEEL = re.compile(r"sharedfs-[0-9A-Za-z.+_]+-py3-none-any\.whl")
+_WHEEL = re.compile(r"sharedfs_agent-[0-9A-Za-z.+_]+-py3-none-any\.whl")
 
 
 def _agent_index(app: FastAPI, directory: Optional[str]) -> None:
     """A PEP 503 simple index of the agent's wheel, so instances install it from this server
-    (`pip install --index-url URL/agent/simple/ sharedfs`) and need no other package index.
+    (`pip install --index-url URL/agent/simple/ sharedfs-agent`) and need no other package index.
     Public: a wheel holds no secret."""
 
     def wheels() -> Dict[str, str]:
@@ -284,12 +284,12 @@ def _agent_index(app: FastAPI, directory: Optional[str]) -> None:
     @app.get("/agent/simple/", include_in_schema=False)
     def simple_root():
         wheels()
-        return page("sharedfs agent", '<a href="sharedfs/">sharedfs</a>')
+        return page("sharedfs agent", '<a href="sharedfs-agent/">sharedfs-agent</a>')
 
-    @app.get("/agent/simple/sharedfs/", include_in_schema=False)
+    @app.get("/agent/simple/sharedfs-agent/", include_in_schema=False)
     def simple_project():
         links = "".join(f'<a href="../../files/{n}#sha256={h}">{n}</a><br>' for n, h in wheels().items())
-        return page("sharedfs", links)
+        return page("sharedfs-agent", links)
 
     @app.get("/agent/files/{filename}", include_in_schema=False)
     def wheel_file(filename: str):

@@ -166,7 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--agent-wheels",
         metavar="DIR",
-        help="serve the sharedfs-*.whl in DIR as a package index at /agent/simple/ (for cloud-init)",
+        help="serve the sharedfs_agent-*.whl in DIR as a package index at /agent/simple/ (for cloud-init)",
     )
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.add_argument("--access-log", action="store_true", help="log every request")

@@ -48,7 +48,10 @@ class Mounter:
     kernel_fstypes: FrozenSet[str] = frozenset()
     # The helper whose presence means the client is installed, and the package that brings it.
     helper: str = ""
-    packages: Mapping[str, str] = {}
+    packages: Mapping[str, str] = {}  # distribution family ("debian", "rhel") -> package
+    # May an installer take `packages` from the distribution's own repositories? (Not Lustre's
+    # client, which comes from the site's repository, nor a kernel feature like virtiofs.)
+    installable: bool = True
     # Options an entry may ask for beyond COMMON_OPTIONS: name -> value pattern, None for a flag.
     options: Mapping[str, Optional[Pattern]] = {}
     # Added to the fstab line only, so a boot never waits on or fails for a server that is down.

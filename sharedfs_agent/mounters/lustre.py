@@ -23,6 +23,7 @@ class LustreMounter(Mounter):
     kernel_fstypes = frozenset({"lustre"})
     helper = "mount.lustre"
     packages = {"debian": "lustre-client-utils", "rhel": "lustre-client"}
+    installable = False
     options = {
         **{flag: None for flag in ("flock", "localflock", "noflock", "user_xattr", "nouser_xattr", "acl", "noacl",
                                    "lazystatfs", "nolazystatfs", "user_fid2path", "nouser_fid2path")},

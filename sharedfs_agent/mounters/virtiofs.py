@@ -20,6 +20,7 @@ class VirtiofsMounter(Mounter):
     kernel_fstypes = frozenset({"virtiofs"})
     helper = ""
     packages = {"debian": "a kernel with CONFIG_VIRTIO_FS (linux-image)", "rhel": "kernel-core"}
+    installable = False
     options = {"dax": re.compile(r"always|never|inode")}
     boot_options = ("nofail",)  # a local device of the hypervisor, not a network filesystem
 

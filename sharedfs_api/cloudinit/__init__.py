@@ -7,11 +7,12 @@ from importlib import resources
 from string import Template
 from typing import Optional, Sequence
 
-from sharedfs_agent import wire
+from sharedfs_agent import mounters, wire
 
 __all__ = ["render", "FS_TYPES", "TOKEN_META_KEY"]
 
-FS_TYPES = ("glusterfs", "nfs", "cephfs", "lustre")
+# The types an installer can set up: every mounter the agent ships (its registry decides).
+FS_TYPES = tuple(mounters.BUILTIN)
 # vendor-data: the token comes from the instance's metadata under this key, so one document
 # serves every instance (openstack server create --property sharedfs_token=…).
 TOKEN_META_KEY = "sharedfs_token"
@@ -23,8 +24,14 @@ _PEM = re.compile(r"(-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERT
 CA_PATH = "/etc/sharedfs-agent/ca.pem"
 
 
-def _file(name: str) -> str:
-    return resources.files(__name__).joinpath(name).read_text()
+def _template() -> str:
+    return resources.files(__name__).joinpath("user-data.yaml.in").read_text()
+
+
+def _agent_file(name: str) -> str:
+    """The unit, installer and token helper are the agent's own files (its wheel carries them in
+    sharedfs_agent/install/); the documents embed them as they ship."""
+    return resources.files("sharedfs_agent").joinpath("install").joinpath(name).read_text()
 
 
 def _indent(text: str, spaces: int) -> str:
@@ -64,7 +71,7 @@ def render(api_url: str, index_url: str, fs_types: Sequence[str], token: Optiona
     else:
         token_file = (
             "  - path: /usr/local/lib/sharedfs-agent/token-from-metadata.py\n    owner: root:root\n"
-            f'    permissions: "0755"\n    content: |\n{_indent(_file("token-from-metadata.py"), 6)}'
+            f'    permissions: "0755"\n    content: |\n{_indent(_agent_file("token-from-metadata.py"), 6)}'
         )
         who = "every instance (vendor-data; token from instance metadata sharedfs_token)"
         from_metadata = "  - [/usr/local/lib/sharedfs-agent/token-from-metadata.py]"
@@ -72,14 +79,14 @@ def render(api_url: str, index_url: str, fs_types: Sequence[str], token: Optiona
     if ca_pem:
         ca_file = (f"  - path: {CA_PATH}\n    owner: root:root\n    permissions: \"0644\"\n    content: |\n"
                    f"{_indent(ca_pem.strip() + chr(10), 6)}")  # fmt: skip
-    template = Template(_file("user-data.yaml.in").split("\n", 1)[1])  # drop the template's own comment
+    template = Template(_template().split("\n", 1)[1])  # drop the template's own comment
     document = template.substitute(
         WHO=who,
         API_URL=api_url,
         API_LINES=api_lines,
         TOKEN_FILE=token_file,
-        UNIT=_indent(_file("sharedfs-agent.service"), 6),
-        INSTALLER=_indent(_file("install-agent.sh"), 6),
+        UNIT=_indent(_agent_file("sharedfs-agent.service"), 6),
+        INSTALLER=_indent(_agent_file("install-agent.sh"), 6),
         CA_FILE=ca_file,
         TOKEN_FROM_METADATA=from_metadata,
         INDEX_URL=index_url,

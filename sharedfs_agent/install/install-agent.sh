@@ -1,0 +1,1 @@
+../../cloud-init/install-agent.sh

@@ -1,0 +1,1 @@
+../../cloud-init/token-from-metadata.py
