@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
 import logging
 import os
@@ -14,6 +13,7 @@ from typing import Callable, List, Optional, Tuple
 
 import psutil
 
+from . import wire
 from .config import AgentConfig
 from .errors import ConfigError
 from .host import commands
@@ -109,7 +109,7 @@ def discover(config: AgentConfig) -> Identity:
 
 
 def addresses() -> List[str]:
-    """This instance's addresses on interfaces that are up: no loopback, no link-local."""
+    """This instance's addresses on interfaces that are up that the API accepts (wire.check_address)."""
     stats = psutil.net_if_stats()
     found = set()
     for name, addrs in psutil.net_if_addrs().items():
@@ -117,9 +117,9 @@ def addresses() -> List[str]:
             continue
         for addr in addrs:
             try:
-                ip = ipaddress.ip_address(addr.address.split("%")[0])
+                found.add(wire.check_address(addr.address))  # the API's rule: plain unicast only
             except ValueError:
-                continue  # MAC addresses and the like
-            if not (ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified):
-                found.add(str(ip))
-    return sorted(found)
+                continue  # MAC addresses, loopback, link-local (with its %zone) and the like
+    if len(found) > wire.MAX_ADDRESSES:
+        log.warning("%d addresses; registering the first %d (the API's cap)", len(found), wire.MAX_ADDRESSES)
+    return sorted(found)[: wire.MAX_ADDRESSES]

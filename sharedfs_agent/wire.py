@@ -8,6 +8,7 @@ error (the agent's InvalidEntry, the API's 400).
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 from typing import Any, Iterable
@@ -23,8 +24,10 @@ __all__ = [
     "STATES",
     "SYSTEM_DIRS",
     "MAX_PATH",
+    "MAX_ADDRESSES",
     "check_pattern",
     "check_mount_point",
+    "check_address",
 ]
 
 # The document an agent reads: {"filesystems": [entry, ...]}; each entry has these keys.
@@ -52,6 +55,10 @@ SYSTEM_DIRS = (
 )  # fmt: skip
 _SYSTEM = frozenset(SYSTEM_DIRS)
 MAX_PATH = 4096
+# Home directories: a hidden directory below one holds a user's credentials (.ssh, .gnupg, .config).
+_HOMES = frozenset({"home"})
+# Addresses one instance may register: far above any real instance, far below what fills an ACL.
+MAX_ADDRESSES = 16
 
 
 def check_pattern(kind: str, value: Any, pattern: re.Pattern) -> str:
@@ -70,6 +77,10 @@ def check_mount_point(path: Any, allowed_roots: Iterable[str]) -> str:
         raise ValueError("mount_point must be a non-empty string")
     if len(path) > MAX_PATH or CONTROL.search(path):
         raise ValueError("mount_point contains control characters or is too long")
+    if not path.isprintable():
+        # Unicode format and separator characters (a right-to-left override, a zero-width
+        # space, U+2028) make a path read differently in a terminal, a log or fstab.
+        raise ValueError(f"mount_point {path!r} has a non-printable character")
     if path == "/":
         raise ValueError("mount_point '/' is the root filesystem")
     parts = path.split("/")
@@ -82,9 +93,35 @@ def check_mount_point(path: Any, allowed_roots: Iterable[str]) -> str:
     # Every system directory is top-level, so its first component decides.
     if "/" + parts[1] in _SYSTEM:
         raise ValueError(f"mount_point {path!r} is inside the system directory /{parts[1]}")
+    if parts[1] in _HOMES and any(part.startswith(".") for part in parts[2:]):
+        raise ValueError(f"mount_point {path!r} is in a hidden directory of a home directory")
     roots = tuple(allowed_roots)
     if not any(root == "/" or path == root or path.startswith(root.rstrip("/") + "/") for root in roots):
         raise ValueError(
             f"mount_point {path!r} is outside the allowed roots ({' '.join(roots)}; set [agent] allowed_roots)"
         )
     return path
+
+
+def check_address(text: Any) -> str:
+    """A plain unicast IPv4 or IPv6 address in canonical form, else ValueError.
+
+    The address lands in storage access lists (GlusterFS `auth.allow`, NFS client blocks, Manila
+    `ip` rules), so nothing but the address itself may pass: no zone (`fe80::1%x,*` would carry
+    a separator and a wildcard), no prefix, and no address that names no single machine of a
+    cloud (unspecified, loopback, link-local, multicast, broadcast).
+    """
+    if not isinstance(text, str) or not 2 <= len(text) <= 45 or not re.fullmatch(r"[0-9A-Fa-f.:]+", text):
+        raise ValueError(f"address {text!r} is not an IPv4 or IPv6 address")
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"address {text!r} is not an IPv4 or IPv6 address") from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        raise ValueError(f"address {text!r} is an IPv4-mapped IPv6 address: register {ip.ipv4_mapped} instead")
+    kinds = (("unspecified", ip.is_unspecified), ("loopback", ip.is_loopback), ("link-local", ip.is_link_local),
+             ("multicast", ip.is_multicast), ("reserved (or broadcast)", ip.is_reserved))  # fmt: skip
+    for kind, bad in kinds:
+        if bad:
+            raise ValueError(f"address {text!r} is {kind}, not one machine's unicast address")
+    return str(ip)

@@ -88,20 +88,13 @@ class FsEntryBody(BaseModel):
 
 class InstanceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    addresses: List[str] = Field(default_factory=list, max_length=64)
+    addresses: List[str] = Field(default_factory=list, max_length=wire.MAX_ADDRESSES)
 
     @field_validator("addresses")
     @classmethod
     def _addresses(cls, value: List[str]) -> List[str]:
-        import ipaddress
-
-        out = []
-        for address in value:
-            try:
-                out.append(str(ipaddress.ip_address(address)))
-            except ValueError:
-                raise ValueError(f"address {address!r} is not an IPv4 or IPv6 address") from None
-        return sorted(set(out))
+        # Each lands in a storage ACL: only a plain unicast address, canonical (wire.check_address).
+        return sorted({wire.check_address(address) for address in value})
 
 
 class InstanceBody(BaseModel):

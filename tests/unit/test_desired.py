@@ -144,3 +144,60 @@ def test_the_wire_states_are_the_agents_states():
     from sharedfs_agent.model import State
 
     assert tuple(s.value for s in State) == wire.STATES
+
+
+@pytest.mark.parametrize(
+    "mount_point, reason",
+    [
+        ("/home/ubuntu/.ssh", "hidden directory of a home directory"),
+        ("/home/ubuntu/.config/x", "hidden directory of a home directory"),
+        ("/mnt/\u202eevil", "non-printable"),  # a right-to-left override
+        ("/mnt/a\u200bb", "non-printable"),  # a zero-width space
+        ("/mnt/a\u2028b", "non-printable"),  # a line separator
+        ("/mnt/a\u00a0b", "non-printable"),  # a no-break space looks like a space
+    ],
+)
+def test_mount_points_that_read_differently_or_hold_credentials_are_refused(mount_point, reason):
+    from sharedfs_agent import wire
+
+    with pytest.raises(ValueError, match=reason):
+        wire.check_mount_point(mount_point, ("/mnt", "/home"))
+
+
+def test_ordinary_mount_points_pass_the_wire_rules():
+    from sharedfs_agent import wire
+
+    for ok in ("/home/ubuntu/data", "/mnt/a b", "/srv/.snapshots", "/mnt/données"):
+        assert wire.check_mount_point(ok, ("/mnt", "/home", "/srv")) == ok
+
+
+@pytest.mark.parametrize(
+    "address, reason",
+    [
+        ("fe80::1%x,*", "not an IPv4 or IPv6"),  # a zone carrying an ACL separator and wildcard
+        ("10.0.0.1,*", "not an IPv4 or IPv6"),
+        ("10.0.0.0/8", "not an IPv4 or IPv6"),
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("fe80::1", "link-local"),
+        ("169.254.1.1", "link-local"),
+        ("224.0.0.1", "multicast"),
+        ("255.255.255.255", "reserved"),
+        ("::ffff:10.0.0.1", "IPv4-mapped"),
+        (" 10.0.0.1", "not an IPv4 or IPv6"),
+    ],
+)
+def test_only_plain_unicast_addresses_cross_the_wire(address, reason):
+    from sharedfs_agent import wire
+
+    with pytest.raises(ValueError, match=reason):
+        wire.check_address(address)
+
+
+def test_addresses_are_canonical():
+    from sharedfs_agent import wire
+
+    assert wire.check_address("2001:DB8:0::1") == "2001:db8::1"
+    assert wire.check_address("10.1.2.3") == "10.1.2.3"

@@ -31,7 +31,7 @@ def test_the_agent_wheel_holds_the_agent_its_unit_and_installer_and_nothing_of_t
 
 
 def test_the_generator_knows_every_type_the_agent_mounts():
-    assert cloudinit.FS_TYPES == tuple(BUILTIN)
+    assert tuple(BUILTIN) == cloudinit.FS_TYPES
 
 
 def test_packages_come_from_the_mounters(capsys):
