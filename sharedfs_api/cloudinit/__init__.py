@@ -8,10 +8,11 @@ from string import Template
 from typing import Optional, Sequence
 
 from sharedfs_agent import wire
+from sharedfs_agent.mounters import BUILTIN
 
 __all__ = ["render", "FS_TYPES", "TOKEN_META_KEY"]
 
-FS_TYPES = ("glusterfs", "nfs", "cephfs", "lustre")
+FS_TYPES = tuple(BUILTIN)  # the mounter registry's types
 # vendor-data: the token comes from the instance's metadata under this key, so one document
 # serves every instance (openstack server create --property sharedfs_token=…).
 TOKEN_META_KEY = "sharedfs_token"
