@@ -168,6 +168,35 @@ def cmd_db_upgrade(args) -> int:
     return 0
 
 
+def _with_backends(p):
+    """The backend options of serve and instance add (docs/api.md, "Backends")."""
+    p.add_argument("--backend", action="append", default=[], metavar="NAME=DRIVER[,K=V...]",
+                   help="a backend that creates filesystems, repeatable; the first is the default "
+                        "(e.g. gluster=glusterfs,brick_root=/srv/bricks)")  # fmt: skip
+    p.add_argument("--config", metavar="FILE",
+                   help=f"INI file with a [backend NAME] section per backend (default ${ENV_CONFIG})")  # fmt: skip
+    p.add_argument("--driver", default="static",
+                   help="shorthand for one backend named after its driver: static (default: none) or glusterfs")  # fmt: skip
+    p.add_argument("--driver-opt", action="append", default=[], metavar="K=V",
+                   help="option of --driver, repeatable (glusterfs: brick_root=DIR, brick_host=, export_host=, quota=)")  # fmt: skip
+    return p
+
+
+def _cloud_config_options(p):
+    """The options of user-data and vendor-data."""
+    p.add_argument("--api-url", required=True, help="the URL instances reach this server at")
+    p.add_argument(
+        "--fs-type",
+        action="append",
+        choices=tuple(MOUNTERS),
+        help="client packages to install, repeatable (default glusterfs)",
+    )
+    p.add_argument("--index-url", help="package index for the agent (default API-URL/agent/simple/)")
+    p.add_argument("--ca-file", help="PEM CA bundle the agent trusts for the API's TLS certificate")
+    p.add_argument("--output", "-o", help="write here (mode 0600) instead of standard output")
+    return p
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sharedfs-api", description="the os-filesystem control plane")
     parser.add_argument("--version", action="version", version=f"sharedfs-api {__version__}")
@@ -177,19 +206,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--db", help=f"database URL (default ${ENV_DB} or {db.DEFAULT_URL}, in the working directory)")
         return p
 
-    def with_backends(p):
-        p.add_argument("--backend", action="append", default=[], metavar="NAME=DRIVER[,K=V...]",
-                       help="a backend that creates filesystems, repeatable; the first is the default "
-                            "(e.g. gluster=glusterfs,brick_root=/srv/bricks)")  # fmt: skip
-        p.add_argument("--config", metavar="FILE",
-                       help=f"INI file with a [backend NAME] section per backend (default ${ENV_CONFIG})")  # fmt: skip
-        p.add_argument("--driver", default="static",
-                       help="shorthand for one backend named after its driver: static (default: none) or glusterfs")  # fmt: skip
-        p.add_argument("--driver-opt", action="append", default=[], metavar="K=V",
-                       help="option of --driver, repeatable (glusterfs: brick_root=DIR, brick_host=, export_host=, quota=)")  # fmt: skip
-        return p
-
-    serve = with_backends(with_db(sub.add_parser("serve", help="run the API server")))
+    serve = _with_backends(with_db(sub.add_parser("serve", help="run the API server")))
     serve.add_argument("--listen", default="127.0.0.1:8776", help="HOST:PORT (default 127.0.0.1:8776)")
     serve.add_argument("--max-wait", type=int, default=120, help="longest long-poll hold in seconds (default 120)")
     serve.add_argument(
@@ -211,7 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     instance = sub.add_parser("instance", help="manage instances").add_subparsers(
         dest="instance_command", required=True
     )
-    add = with_backends(with_db(instance.add_parser(
+    add = _with_backends(with_db(instance.add_parser(
         "add", help="register an instance and its addresses (give the server's backends: access lists follow)")))  # fmt: skip
     add.add_argument("--project", required=True)
     add.add_argument("--id", required=True)
@@ -220,20 +237,7 @@ def _parser() -> argparse.ArgumentParser:
     listing = with_db(instance.add_parser("list", help="list instances"))
     listing.set_defaults(func=cmd_instance_list)
 
-    def cloud_config_options(p):
-        p.add_argument("--api-url", required=True, help="the URL instances reach this server at")
-        p.add_argument(
-            "--fs-type",
-            action="append",
-            choices=tuple(MOUNTERS),
-            help="client packages to install, repeatable (default glusterfs)",
-        )
-        p.add_argument("--index-url", help="package index for the agent (default API-URL/agent/simple/)")
-        p.add_argument("--ca-file", help="PEM CA bundle the agent trusts for the API's TLS certificate")
-        p.add_argument("--output", "-o", help="write here (mode 0600) instead of standard output")
-        return p
-
-    userdata = cloud_config_options(
+    userdata = _cloud_config_options(
         with_db(
             sub.add_parser(
                 "user-data", help="#cloud-config for one instance: installs, configures and starts sharedfs-agent"
@@ -243,7 +247,7 @@ def _parser() -> argparse.ArgumentParser:
     userdata.add_argument("--instance", required=True, help="the instance id (a new instance token is made)")
     userdata.add_argument("--project", required=True)
     userdata.set_defaults(func=cmd_user_data)
-    vendordata = cloud_config_options(sub.add_parser(
+    vendordata = _cloud_config_options(sub.add_parser(
         "vendor-data", help="#cloud-config for every instance; each gets its token from instance metadata "
                             "sharedfs_token and finds its id and project itself"))  # fmt: skip
     vendordata.set_defaults(func=cmd_vendor_data)
