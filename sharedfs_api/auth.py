@@ -13,7 +13,7 @@ from sqlalchemy.orm import sessionmaker
 from . import db
 from .errors import Forbidden, Unauthorized
 
-__all__ = ["Principal", "new_token", "hash_token", "TokenCache"]
+__all__ = ["Principal", "new_token", "hash_token", "store_token", "TokenCache", "ROLES"]
 
 ROLES = ("admin", "project", "instance")
 
@@ -53,6 +53,15 @@ def new_token() -> str:
 def hash_token(token: str) -> str:
     # Tokens are 256 random bits, so a plain hash cannot be brute-forced; no salt or KDF needed.
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def store_token(sessions: sessionmaker, role: str, project: Optional[str], instance_id: Optional[str]) -> str:
+    """Make a token, keep only its hash, return it (shown once)."""
+    token = new_token()
+    with sessions() as session:
+        session.add(db.Token(sha256=hash_token(token), role=role, project=project, instance_id=instance_id))
+        session.commit()
+    return token
 
 
 class TokenCache:

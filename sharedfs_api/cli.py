@@ -3,33 +3,65 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-from typing import Dict, List, Optional
+from typing import List, Optional
+
+from sharedfs_agent.mounters import BUILTIN as MOUNTERS
 
 from . import __version__, db
-from .auth import ROLES, hash_token, new_token
+from .auth import ROLES, Principal, store_token
+from .backends import BackendConfig, Backends, parse_backend, parse_options, read_config, shorthand
+from .errors import ApiError, DriverError
 from .schemas import IDENT
 
 __all__ = ["main"]
 
 ENV_DB = "SHAREDFS_API_DB"
+ENV_CONFIG = "SHAREDFS_API_CONFIG"
+ADMIN = Principal("admin")  # the CLI runs as whoever can read the database: an admin
 
 
 def _db_url(args) -> str:
     return args.db or os.environ.get(ENV_DB) or db.DEFAULT_URL
 
 
-def _options(pairs: List[str]) -> Dict[str, str]:
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"sharedfs-api: --driver-opt {pair!r}: expected KEY=VALUE")
-        options[key] = value
-    return options
+def _backend_configs(args) -> List[BackendConfig]:
+    """--driver/--driver-opt (the shorthand), then --config's sections, then each --backend."""
+    try:
+        configs = shorthand(args.driver, parse_options(args.driver_opt, "--driver-opt"))
+        config_file = args.config or os.environ.get(ENV_CONFIG)
+        if config_file:
+            configs += read_config(config_file)
+        configs += [parse_backend(text) for text in args.backend]
+        Backends(configs)  # names, drivers and types are checked before anything starts
+    except ValueError as e:
+        raise SystemExit(f"sharedfs-api: {e}") from None
+    return configs
+
+
+def _services(args, configured: bool = False):
+    """The same services the server runs, on this database; with `configured`, with the backends
+    of the command line (so access lists follow what the CLI changes)."""
+    from .services import make_services
+    from .view import notify
+
+    url = _db_url(args)
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    backends = Backends(_backend_configs(args) if configured else ())
+    try:
+        backends.setup({"db_url": url})
+    except DriverError as e:
+        raise SystemExit(f"sharedfs-api: {e}") from None
+
+    def changed() -> None:
+        # PostgreSQL: servers wake at once. SQLite: they notice within the view's max age (5 s).
+        if engine.dialect.name == "postgresql":
+            notify(engine)
+
+    return make_services(db.make_sessions(engine), backends, changed)
 
 
 def cmd_serve(args) -> int:
@@ -40,8 +72,8 @@ def cmd_serve(args) -> int:
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
         raise SystemExit(f"sharedfs-api: --listen {args.listen!r}: expected HOST:PORT")
-    settings = Settings(db_url=_db_url(args), driver=args.driver, driver_options=_options(args.driver_opt),
-                        max_wait=args.max_wait, agent_wheels=args.agent_wheels)  # fmt: skip
+    settings = Settings(db_url=_db_url(args), backends=_backend_configs(args), max_wait=args.max_wait,
+                        agent_wheels=args.agent_wheels)  # fmt: skip
     uvicorn.run(create_app(settings), host=host.strip("[]"), port=int(port), log_level=args.log_level,
                 access_log=args.access_log, timeout_keep_alive=settings.max_wait + 30, backlog=8192)  # fmt: skip
     return 0
@@ -58,11 +90,7 @@ def _store_token(args, role: str, project: Optional[str], instance: Optional[str
     _check_ident("instance", instance)
     url = _db_url(args)
     db.upgrade(url)
-    token = new_token()
-    with db.make_sessions(db.make_engine(url))() as session:
-        session.add(db.Token(sha256=hash_token(token), role=role, project=project, instance_id=instance))
-        session.commit()
-    return token
+    return store_token(db.make_sessions(db.make_engine(url)), role, project, instance)
 
 
 def cmd_token_create(args) -> int:
@@ -77,36 +105,28 @@ def cmd_token_create(args) -> int:
 
 
 def cmd_instance_add(args) -> int:
+    """As PUT os-instances/ID by an admin: the access lists of what the instance reaches follow."""
     _check_ident("project", args.project)
     _check_ident("instance", args.id)
     from .schemas import InstanceIn
 
     try:
-        addresses = InstanceIn(addresses=args.address).addresses
+        body = InstanceIn(addresses=args.address)
     except ValueError as e:
         raise SystemExit(f"sharedfs-api: {e}") from None
-    url = _db_url(args)
-    db.upgrade(url)
-    with db.make_sessions(db.make_engine(url))() as session:
-        instance = session.get(db.Instance, args.id)
-        if instance is not None and instance.project != args.project:
-            raise SystemExit(f"sharedfs-api: instance {args.id} is registered in project {instance.project}")
-        if instance is None:
-            session.add(db.Instance(id=args.id, project=args.project, addresses_json=json.dumps(addresses)))
-        else:
-            instance.addresses_json = json.dumps(addresses)
-        session.commit()
-    print(f"instance {args.id} in project {args.project}: {' '.join(addresses) or 'no addresses'}")
-    print("note: a running server sees it within 5 s; drivers' access lists follow on the next change")
+    services = _services(args, configured=True)
+    try:
+        _, instance = services.instances.put_instance(ADMIN, args.project, args.id, body)
+    except ApiError as e:
+        raise SystemExit(f"sharedfs-api: {e.message}") from None
+    print(f"instance {args.id} in project {args.project}: {' '.join(instance['addresses']) or 'no addresses'}")
+    print("note: a running server sees it within 5 s (at once on PostgreSQL)")
     return 0
 
 
 def cmd_instance_list(args) -> int:
-    url = _db_url(args)
-    db.upgrade(url)
-    with db.make_sessions(db.make_engine(url))() as session:
-        for instance in session.query(db.Instance).order_by(db.Instance.project, db.Instance.id):
-            print(f"{instance.project}\t{instance.id}\t{' '.join(instance.addresses)}")
+    for instance in _services(args).instances.list_all():
+        print(f"{instance['project']}\t{instance['id']}\t{' '.join(instance['addresses'])}")
     return 0
 
 
@@ -148,6 +168,35 @@ def cmd_db_upgrade(args) -> int:
     return 0
 
 
+def _with_backends(p):
+    """The backend options of serve and instance add (docs/api.md, "Backends")."""
+    p.add_argument("--backend", action="append", default=[], metavar="NAME=DRIVER[,K=V...]",
+                   help="a backend that creates filesystems, repeatable; the first is the default "
+                        "(e.g. gluster=glusterfs,brick_root=/srv/bricks)")  # fmt: skip
+    p.add_argument("--config", metavar="FILE",
+                   help=f"INI file with a [backend NAME] section per backend (default ${ENV_CONFIG})")  # fmt: skip
+    p.add_argument("--driver", default="static",
+                   help="shorthand for one backend named after its driver: static (default: none) or glusterfs")  # fmt: skip
+    p.add_argument("--driver-opt", action="append", default=[], metavar="K=V",
+                   help="option of --driver, repeatable (glusterfs: brick_root=DIR, brick_host=, export_host=, quota=)")  # fmt: skip
+    return p
+
+
+def _cloud_config_options(p):
+    """The options of user-data and vendor-data."""
+    p.add_argument("--api-url", required=True, help="the URL instances reach this server at")
+    p.add_argument(
+        "--fs-type",
+        action="append",
+        choices=tuple(MOUNTERS),
+        help="client packages to install, repeatable (default glusterfs)",
+    )
+    p.add_argument("--index-url", help="package index for the agent (default API-URL/agent/simple/)")
+    p.add_argument("--ca-file", help="PEM CA bundle the agent trusts for the API's TLS certificate")
+    p.add_argument("--output", "-o", help="write here (mode 0600) instead of standard output")
+    return p
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sharedfs-api", description="the os-filesystem control plane")
     parser.add_argument("--version", action="version", version=f"sharedfs-api {__version__}")
@@ -157,11 +206,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--db", help=f"database URL (default ${ENV_DB} or {db.DEFAULT_URL}, in the working directory)")
         return p
 
-    serve = with_db(sub.add_parser("serve", help="run the API server"))
+    serve = _with_backends(with_db(sub.add_parser("serve", help="run the API server")))
     serve.add_argument("--listen", default="127.0.0.1:8776", help="HOST:PORT (default 127.0.0.1:8776)")
-    serve.add_argument("--driver", default="static", help="driver for new filesystems: static (default) or glusterfs")
-    serve.add_argument("--driver-opt", action="append", default=[], metavar="K=V",
-                       help="driver option, repeatable (glusterfs: brick_root=DIR, brick_host=, export_host=, quota=)")  # fmt: skip
     serve.add_argument("--max-wait", type=int, default=120, help="longest long-poll hold in seconds (default 120)")
     serve.add_argument(
         "--agent-wheels",
@@ -182,7 +228,8 @@ def _parser() -> argparse.ArgumentParser:
     instance = sub.add_parser("instance", help="manage instances").add_subparsers(
         dest="instance_command", required=True
     )
-    add = with_db(instance.add_parser("add", help="register an instance and its addresses"))
+    add = _with_backends(with_db(instance.add_parser(
+        "add", help="register an instance and its addresses (give the server's backends: access lists follow)")))  # fmt: skip
     add.add_argument("--project", required=True)
     add.add_argument("--id", required=True)
     add.add_argument("--address", action="append", default=[])
@@ -190,20 +237,7 @@ def _parser() -> argparse.ArgumentParser:
     listing = with_db(instance.add_parser("list", help="list instances"))
     listing.set_defaults(func=cmd_instance_list)
 
-    def cloud_config_options(p):
-        p.add_argument("--api-url", required=True, help="the URL instances reach this server at")
-        p.add_argument(
-            "--fs-type",
-            action="append",
-            choices=("glusterfs", "nfs", "cephfs", "lustre"),
-            help="client packages to install, repeatable (default glusterfs)",
-        )
-        p.add_argument("--index-url", help="package index for the agent (default API-URL/agent/simple/)")
-        p.add_argument("--ca-file", help="PEM CA bundle the agent trusts for the API's TLS certificate")
-        p.add_argument("--output", "-o", help="write here (mode 0600) instead of standard output")
-        return p
-
-    userdata = cloud_config_options(
+    userdata = _cloud_config_options(
         with_db(
             sub.add_parser(
                 "user-data", help="#cloud-config for one instance: installs, configures and starts sharedfs-agent"
@@ -213,7 +247,7 @@ def _parser() -> argparse.ArgumentParser:
     userdata.add_argument("--instance", required=True, help="the instance id (a new instance token is made)")
     userdata.add_argument("--project", required=True)
     userdata.set_defaults(func=cmd_user_data)
-    vendordata = cloud_config_options(sub.add_parser(
+    vendordata = _cloud_config_options(sub.add_parser(
         "vendor-data", help="#cloud-config for every instance; each gets its token from instance metadata "
                             "sharedfs_token and finds its id and project itself"))  # fmt: skip
     vendordata.set_defaults(func=cmd_vendor_data)

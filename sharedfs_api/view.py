@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import threading
 import time
@@ -18,9 +17,9 @@ from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from . import db
-from .service import agent_entry
+from .representations import agent_document, agent_entry
 
-__all__ = ["Hub", "AgentView", "PgNotifier", "CHANNEL"]
+__all__ = ["Hub", "AgentView", "PgNotifier", "CHANNEL", "notify"]
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +118,17 @@ class AgentView:
             return cached
         project = snap.instances[instance_id]
         entries = snap.global_fs + snap.by_project.get(project, []) + snap.by_instance.get(instance_id, [])
-        entries = sorted(entries, key=lambda e: e["name"])
-        body = json.dumps({"filesystems": entries}, sort_keys=True, separators=(",", ":")).encode()
+        body = agent_document(entries)
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'  # strong: same bytes, same tag
         snap.documents[instance_id] = (body, etag)
         return body, etag
+
+
+def notify(engine: Engine) -> None:
+    """Wake the long-polls of every API process on this PostgreSQL database (the CLI calls it too)."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        connection.commit()
 
 
 class PgNotifier:
@@ -136,9 +141,7 @@ class PgNotifier:
         self.thread = threading.Thread(target=self._listen, name="pg-listen", daemon=True)
 
     def notify(self) -> None:
-        with self.engine.connect() as connection:
-            connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
-            connection.commit()
+        notify(self.engine)
 
     def start(self) -> None:
         self.thread.start()

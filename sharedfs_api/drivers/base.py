@@ -1,16 +1,16 @@
-"""The driver interface from the seed: do_setup, create, delete, attach(fs_name, ip_list), unattach(fs_name, ip_list)."""
+"""The driver contract: do_setup, create, delete, set_access(fs, addresses) with the whole wanted set."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import AbstractSet, Mapping
 
 __all__ = ["Driver", "FsSpec"]
 
 
 @dataclass(frozen=True)
 class FsSpec:
-    """What a driver gets to create or delete a filesystem."""
+    """What a driver gets to create, delete or grant access to a filesystem."""
 
     name: str
     project: str
@@ -19,13 +19,14 @@ class FsSpec:
 
 
 class Driver:
-    """Creates and destroys backing filesystems and manages who may reach them.
+    """Creates and destroys backing filesystems and manages who may reach them. One object per
+    configured backend; the constructor only keeps the options, do_setup() checks them.
 
     Every method raises DriverError with a message for the filesystem's status on failure.
     """
 
-    name = ""
-    fs_type = ""  # the type of the filesystems it creates (what agents mount)
+    name = ""  # the driver's name in --backend NAME=DRIVER and --driver DRIVER
+    fs_type = ""  # the type of the filesystems it creates (what agents mount); "" creates none
 
     def __init__(self, options: Mapping[str, str]) -> None:
         self.options = dict(options)
@@ -34,15 +35,15 @@ class Driver:
         """Check options and reach the backend once at server start."""
 
     def create(self, fs: FsSpec) -> str:
-        """Make the filesystem; return its export in the agent's syntax."""
+        """Make the filesystem, reachable by nobody yet; return its export in the agent's syntax."""
         raise NotImplementedError
 
     def delete(self, fs: FsSpec) -> None:
         """Destroy it and its data; deleting what is already gone is not an error."""
         raise NotImplementedError
 
-    def attach(self, fs_name: str, ip_list: Sequence[str]) -> None:
-        """Let these addresses reach the filesystem."""
-
-    def unattach(self, fs_name: str, ip_list: Sequence[str]) -> None:
-        """Stop these addresses reaching it."""
+    def set_access(self, fs: FsSpec, addresses: AbstractSet[str]) -> None:
+        """Let exactly these addresses reach fs: the whole wanted set, not a change to apply
+        (as Manila's update_access works from the full rule list), so a lost or failed call is
+        repaired by the next one. An empty set means nobody; the same set twice is harmless."""
+        raise NotImplementedError

@@ -7,15 +7,15 @@ import shlex
 import shutil
 import socket
 import subprocess
-from typing import List, Mapping, Sequence
+from typing import AbstractSet, List, Mapping
 
 from ..errors import DriverError
 from .base import Driver, FsSpec
 
 __all__ = ["GlusterfsDriver"]
 
-# auth.allow with no instance attached: an address no client has, so nobody remote gets in.
-# (An empty auth.allow means "*" to Gluster.)
+# auth.allow with no address wanted: an address no client has, so nobody remote gets in.
+# (An empty auth.allow means "*" to Gluster, so the empty set is never written as such.)
 NOBODY = "0.0.0.0"
 
 
@@ -30,7 +30,7 @@ class GlusterfsDriver(Driver):
 
     def do_setup(self, context: Mapping[str, str]) -> None:
         if not self.options.get("brick_root"):
-            raise DriverError("glusterfs driver: set --driver-opt brick_root=DIR")
+            raise DriverError("glusterfs driver: set the option brick_root=DIR")
         self.brick_root = os.path.abspath(self.options["brick_root"])
         self.brick_host = self.options.get("brick_host") or socket.gethostname()
         self.export_host = self.options.get("export_host") or self.brick_host
@@ -92,21 +92,6 @@ class GlusterfsDriver(Driver):
     def _volumes(self) -> List[str]:
         return self._gluster("volume", "list").split()
 
-    def allowed(self, fs_name: str) -> List[str]:
-        out = self._gluster("volume", "get", fs_name, "auth.allow")
-        for line in out.splitlines():
-            if line.startswith("auth.allow"):
-                value = line.split(None, 1)[1].strip() if len(line.split()) > 1 else ""
-                return [a for a in value.split(",") if a and a not in (NOBODY, "*", "(null)")]
-        return []
-
-    def _set_allowed(self, fs_name: str, addresses: Sequence[str]) -> None:
-        self._gluster("volume", "set", fs_name, "auth.allow", ",".join(sorted(addresses)) or NOBODY)
-
-    def attach(self, fs_name: str, ip_list: Sequence[str]) -> None:
-        current = self.allowed(fs_name)
-        self._set_allowed(fs_name, sorted(set(current) | set(ip_list)))
-
-    def unattach(self, fs_name: str, ip_list: Sequence[str]) -> None:
-        current = self.allowed(fs_name)
-        self._set_allowed(fs_name, sorted(set(current) - set(ip_list)))
+    def set_access(self, fs: FsSpec, addresses: AbstractSet[str]) -> None:
+        # The whole list in one `volume set`: what was allowed before and is not wanted now goes.
+        self._gluster("volume", "set", fs.name, "auth.allow", ",".join(sorted(addresses)) or NOBODY)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import AbstractSet
+
 from ..errors import DriverError
 from .base import Driver, FsSpec
 
@@ -18,3 +20,6 @@ class StaticDriver(Driver):
 
     def delete(self, fs: FsSpec) -> None:
         """The share is not ours to destroy: only its registration goes."""
+
+    def set_access(self, fs: FsSpec, addresses: AbstractSet[str]) -> None:
+        """The share's access list is the admin's, kept outside sharedfs: nothing to do."""

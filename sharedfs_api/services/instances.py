@@ -1,0 +1,87 @@
+"""Instances: registration (which changes who reaches what), listing, deregistration, and their agents' reports."""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, List, Tuple
+
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from .. import db
+from ..auth import Principal
+from ..errors import Conflict, Forbidden
+from ..representations import instance_entry
+from ..schemas import InstanceIn, StateIn, check_name
+from .access import Access
+from .lookup import find_fs, find_instance
+
+__all__ = ["InstanceService"]
+
+
+class InstanceService:
+    """Every change commits, then calls `changed()` so long-polls (here and in other processes) wake."""
+
+    def __init__(self, sessions: sessionmaker, access: Access, changed: Callable[[], None]) -> None:
+        self.sessions = sessions
+        self.access = access
+        self.changed = changed
+
+    def put_instance(self, principal: Principal, tenant: str, instance_id: str, body: InstanceIn) -> Tuple[int, dict]:
+        """201 registered, 200 updated or unchanged; every filesystem it reaches gets its new access set."""
+        principal.require_instance(tenant, instance_id)
+        check_name("tenant", tenant)
+        check_name("instance id", instance_id)
+        addresses = json.dumps(body.addresses)
+        with self.sessions() as session:
+            instance = session.get(db.Instance, instance_id)
+            if instance is not None and instance.project != tenant:
+                if principal.admin or principal.project == instance.project:
+                    raise Conflict(f"instance {instance_id!r} is registered in project {instance.project!r}")
+                raise Forbidden(f"instance {instance_id!r} belongs to another project")
+            if instance is not None and instance.addresses_json == addresses:
+                return 200, instance_entry(instance)
+            code = 200 if instance is not None else 201
+            if instance is None:
+                instance = db.Instance(id=instance_id, project=tenant, addresses_json=addresses)
+                session.add(instance)
+            instance.addresses_json = addresses
+            session.commit()
+            self.access.sync_all(session, self.access.reached(session, instance.id, instance.project))
+            entry = instance_entry(instance)
+        self.changed()
+        return code, entry
+
+    def list_instances(self, principal: Principal, tenant: str) -> List[dict]:
+        principal.require_manager(tenant)
+        with self.sessions() as session:
+            rows = session.scalars(select(db.Instance).where(db.Instance.project == tenant).order_by(db.Instance.id))
+            return [instance_entry(i) for i in rows]
+
+    def list_all(self) -> List[dict]:
+        """Every instance of every project (the CLI's `instance list`; no HTTP call lists across projects)."""
+        with self.sessions() as session:
+            rows = session.scalars(select(db.Instance).order_by(db.Instance.project, db.Instance.id))
+            return [instance_entry(i) for i in rows]
+
+    def delete_instance(self, principal: Principal, tenant: str, instance_id: str) -> None:
+        principal.require_manager(tenant)
+        with self.sessions() as session:
+            instance = find_instance(session, tenant, instance_id)
+            reached = self.access.reached(session, instance_id, tenant)
+            session.delete(instance)
+            session.commit()
+            self.access.sync_all(session, reached)
+        self.changed()
+
+    def report_state(self, principal: Principal, tenant: str, instance_id: str, name: str, body: StateIn) -> None:
+        principal.require_instance(tenant, instance_id)
+        with self.sessions() as session:
+            find_instance(session, tenant, instance_id)
+            fs = find_fs(session, tenant, name)
+            row = session.get(db.MountState, (fs.id, instance_id))
+            if row is None:
+                row = db.MountState(filesystem_id=fs.id, instance_id=instance_id, state=body.state)
+                session.add(row)
+            row.state, row.detail, row.updated_at = body.state, body.detail, db.now()
+            session.commit()

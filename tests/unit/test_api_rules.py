@@ -1,0 +1,442 @@
+"""The API's rules in process, without HTTP: the services on SQLite with a recording fake driver."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import shutil
+from pathlib import Path
+from typing import AbstractSet, Dict, List, Tuple
+
+import pytest
+
+from sharedfs_agent import wire
+from sharedfs_api import cli, db, drivers
+from sharedfs_api.auth import Principal
+from sharedfs_api.backends import BackendConfig, Backends, parse_backend, read_config, shorthand
+from sharedfs_api.drivers import Driver, FsSpec
+from sharedfs_api.drivers.glusterfs import GlusterfsDriver
+from sharedfs_api.errors import BadRequest, Conflict, DriverError, Forbidden, NotFound
+from sharedfs_api.representations import agent_entry, fs_entry
+from sharedfs_api.schemas import FsEntryIn, InstanceIn
+from sharedfs_api.services import make_services
+from sharedfs_api.view import AgentView, Hub
+
+ADMIN = Principal("admin")
+PROJ1 = Principal("project", "p1")
+INST1 = Principal("instance", "p1", "i1")
+
+
+class FakeDriver(Driver):
+    """Records what it was asked and keeps each filesystem's access set, as a backend would.
+    A method named in `failing` raises DriverError instead."""
+
+    name = "fake"
+    fs_type = "fakefs"
+
+    def __init__(self, options) -> None:
+        super().__init__(options)
+        self.fs_type = options.get("fs_type", "fakefs")
+        self.calls: List[Tuple[str, str]] = []
+        self.access: Dict[str, AbstractSet[str]] = {}
+        self.failing: set = set()
+
+    def _record(self, method: str, fs: FsSpec) -> None:
+        self.calls.append((method, fs.name))
+        if method in self.failing:
+            raise DriverError(f"{method} refused by the fake")
+
+    def create(self, fs: FsSpec) -> str:
+        self._record("create", fs)
+        self.access[fs.name] = frozenset()
+        return f"fake:/{fs.name}"
+
+    def delete(self, fs: FsSpec) -> None:
+        self._record("delete", fs)
+        self.access.pop(fs.name, None)
+
+    def set_access(self, fs: FsSpec, addresses: AbstractSet[str]) -> None:
+        self._record("set_access", fs)
+        self.access[fs.name] = frozenset(addresses)
+
+
+class World:
+    """Services on a fresh SQLite database, backends `fake` (fakefs) and `other` (otherfs)."""
+
+    def __init__(self, tmp_path, template: Path, made: List[FakeDriver]) -> None:
+        shutil.copy(template, tmp_path / "api.db")
+        self.url = f"sqlite:///{tmp_path / 'api.db'}"
+        self.sessions = db.make_sessions(db.make_engine(self.url))
+        self.backends = Backends([BackendConfig("fake", "fake"), BackendConfig("other", "fake", {"fs_type": "otherfs"})])
+        self.backends.setup({"db_url": self.url})
+        self.fake, self.other = self.backends.get("fake"), self.backends.get("other")
+        self.changes = 0
+        self.services = make_services(self.sessions, self.backends, self._changed)
+        self.made = made
+
+    def _changed(self) -> None:
+        self.changes += 1
+
+    def register(self, tenant: str, instance: str, *addresses: str, who: Principal = ADMIN):
+        return self.services.instances.put_instance(who, tenant, instance, InstanceIn(addresses=list(addresses)))
+
+    def create(self, tenant: str, name: str, who: Principal = ADMIN, **entry):
+        entry.setdefault("size", "1Gb")
+        return self.services.filesystems.put_fs(who, tenant, name, FsEntryIn(**entry))
+
+    def row(self, tenant: str, name: str) -> dict:
+        return self.services.filesystems.get_fs(ADMIN, tenant, name)
+
+    def grants(self, name: str) -> set:
+        with self.sessions() as session:
+            return {g.address for g in session.query(db.Grant).join(db.Filesystem).where(db.Filesystem.name == name)}
+
+
+@pytest.fixture
+def made(monkeypatch) -> List[FakeDriver]:
+    """Every FakeDriver the code under test makes, in order (`fake` is a driver name while it runs)."""
+    made: List[FakeDriver] = []
+
+    def make(options):
+        made.append(FakeDriver(options))
+        return made[-1]
+
+    monkeypatch.setitem(drivers.DRIVERS, "fake", make)
+    return made
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """A database migrated once (by the real migrations), copied for each test."""
+    path = tmp_path_factory.mktemp("template") / "api.db"
+    db.upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def world(tmp_path, template, made) -> World:
+    w = World(tmp_path, template, made)
+    w.register("p1", "i1", "10.0.0.1")
+    w.register("p1", "i2", "10.0.0.2")
+    w.register("p2", "j1", "10.0.1.1")
+    return w
+
+
+# -- creating: which backend, and what a failure leaves --------------------------------------
+
+
+def test_an_entry_without_fs_type_goes_to_the_first_backend_and_starts_reachable_by_nobody(world):
+    code, entry = world.create("p1", "data")
+    assert code == 201
+    assert (entry["status"], entry["fs_type"], entry["export"]) == ("available", "fakefs", "fake:/data")
+    assert world.fake.calls == [("create", "data")]  # nobody wanted yet: no set_access needed
+    assert world.fake.access == {"data": frozenset()}
+    assert world.create("p1", "data")[0] == 200  # identical: nothing made twice
+    assert world.fake.calls == [("create", "data")]
+
+
+def test_fs_type_chooses_the_backend(world):
+    assert world.create("p1", "o1", fs_type="otherfs")[1]["export"] == "fake:/o1"
+    assert world.other.calls == [("create", "o1")] and world.fake.calls == []
+    with pytest.raises(BadRequest, match="this server's backends make fakefs, otherfs"):
+        world.create("p1", "n1", fs_type="nfs")
+
+
+def test_an_export_is_registered_by_static_and_only_by_an_admin(world):
+    code, entry = world.create("p1", "st", export="h:/v", fs_type="nfs")
+    assert (code, entry["status"], entry["export"]) == (201, "available", "h:/v")
+    with pytest.raises(Forbidden, match="only an admin"):
+        world.create("p1", "st2", who=PROJ1, export="h:/v", fs_type="nfs")
+    with pytest.raises(BadRequest, match="fs_type is required"):
+        world.create("p1", "st3", export="h:/v")
+    assert world.fake.calls == [] and world.other.calls == []
+
+
+def test_a_server_without_backends_creates_nothing(tmp_path, template, made):
+    shutil.copy(template, tmp_path / "bare.db")
+    url = f"sqlite:///{tmp_path / 'bare.db'}"
+    services = make_services(db.make_sessions(db.make_engine(url)), Backends(), lambda: None)
+    with pytest.raises(BadRequest, match="fs_entry.export is required"):
+        services.filesystems.put_fs(ADMIN, "p1", "x", FsEntryIn(size="1Gb"))
+    with pytest.raises(NotFound):
+        services.filesystems.get_fs(ADMIN, "p1", "x")
+
+
+def test_a_failed_create_leaves_an_error_row_without_export(world):
+    world.fake.failing.add("create")
+    code, entry = world.create("p1", "bad", scope="project")
+    assert code == 201
+    assert (entry["status"], entry["export"]) == ("error", "")
+    assert "create refused by the fake" in entry["status_detail"]
+    assert world.fake.calls == [("create", "bad")]  # no access granted to a filesystem in error
+    assert world.grants("bad") == set()
+
+
+def test_global_filesystems_are_admin_only_and_their_names_unique(world):
+    with pytest.raises(Forbidden, match="global"):
+        world.create("p1", "g", who=PROJ1, scope="global")
+    world.create("p2", "g", scope="global")
+    with pytest.raises(Conflict, match="global filesystem of project 'p2'"):
+        world.create("p1", "g")
+
+
+# -- access: the whole wanted set follows scopes, connections and instances -------------------
+
+
+def test_instance_scope_follows_connect_and_disconnect(world):
+    world.create("p1", "s")
+    assert world.services.filesystems.connect(ADMIN, "p1", "s", "i1") == (201, {"id": "i1"})
+    assert world.fake.access["s"] == {"10.0.0.1"}
+    assert world.services.filesystems.connect(PROJ1, "p1", "s", "i2")[0] == 201
+    assert world.fake.access["s"] == {"10.0.0.1", "10.0.0.2"}  # the whole set, not the change
+    assert world.services.filesystems.connect(ADMIN, "p1", "s", "i1")[0] == 200
+    world.services.filesystems.disconnect(ADMIN, "p1", "s", "i1")
+    assert world.fake.access["s"] == {"10.0.0.2"}
+    world.services.filesystems.disconnect(ADMIN, "p1", "s", "i2")
+    assert world.fake.access["s"] == frozenset()  # nobody
+    assert world.grants("s") == set()
+    with pytest.raises(NotFound, match="not connected"):
+        world.services.filesystems.disconnect(ADMIN, "p1", "s", "i2")
+
+
+def test_connect_needs_a_registered_instance_of_the_project(world):
+    world.create("p1", "s")
+    with pytest.raises(NotFound, match="PUT /v1.1/p1/os-instances/nope first"):
+        world.services.filesystems.connect(ADMIN, "p1", "s", "nope")
+    with pytest.raises(NotFound):
+        world.services.filesystems.connect(ADMIN, "p1", "s", "j1")  # of project p2
+    assert world.fake.access["s"] == frozenset()
+
+
+def test_project_scope_follows_membership_addresses_and_deregistration(world):
+    world.create("p1", "proj", scope="project")
+    assert world.fake.access["proj"] == {"10.0.0.1", "10.0.0.2"}
+    world.register("p1", "i3", "10.0.0.3")
+    assert world.fake.access["proj"] == {"10.0.0.1", "10.0.0.2", "10.0.0.3"}
+    world.register("p1", "i3", "10.0.0.33", "10.0.0.34")  # the instance's addresses changed
+    assert world.fake.access["proj"] == {"10.0.0.1", "10.0.0.2", "10.0.0.33", "10.0.0.34"}
+    world.services.instances.delete_instance(PROJ1, "p1", "i3")
+    assert world.fake.access["proj"] == {"10.0.0.1", "10.0.0.2"}
+    world.register("p2", "j2", "10.0.1.2")  # another project's instance changes nothing here
+    assert world.fake.access["proj"] == {"10.0.0.1", "10.0.0.2"}
+    assert world.grants("proj") == {"10.0.0.1", "10.0.0.2"}
+
+
+def test_global_scope_reaches_every_instance(world):
+    world.create("p1", "all", scope="global")
+    assert world.fake.access["all"] == {"10.0.0.1", "10.0.0.2", "10.0.1.1"}
+    world.services.instances.delete_instance(ADMIN, "p2", "j1")
+    assert world.fake.access["all"] == {"10.0.0.1", "10.0.0.2"}
+
+
+def test_the_driver_is_called_only_when_the_wanted_set_changes(world):
+    world.create("p1", "proj", scope="project")
+    calls = len(world.fake.calls)
+    assert world.register("p1", "i1", "10.0.0.1")[0] == 200  # unchanged registration
+    world.register("p2", "j1", "10.0.1.9")  # reaches nothing of fake's
+    assert len(world.fake.calls) == calls
+
+
+def test_a_failed_access_update_is_reported_and_repaired_by_the_next_change(world):
+    world.create("p1", "proj", scope="project")
+    world.fake.failing.add("set_access")
+    world.register("p1", "i3", "10.0.0.3")
+    entry = world.row("p1", "proj")
+    assert entry["status"] == "available"  # those it had keep it
+    assert entry["status_detail"] == "access update failed: set_access refused by the fake"
+    assert world.grants("proj") == {"10.0.0.1", "10.0.0.2"}  # what the driver last accepted
+    world.fake.failing.clear()
+    world.register("p1", "i4", "10.0.0.4")
+    assert world.fake.access["proj"] == {"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}
+    assert world.row("p1", "proj")["status_detail"] == ""
+
+
+def test_the_view_follows_scopes_and_only_shows_available_filesystems(world):
+    world.create("p1", "proj", scope="project")
+    world.create("p1", "mine")
+    world.services.filesystems.connect(ADMIN, "p1", "mine", "i1")
+    world.fake.failing.add("create")
+    world.create("p1", "broken", scope="project")
+    view = AgentView(world.sessions, Hub())
+    snap = asyncio.run(view.snapshot())
+    i1 = {e["name"] for e in snap.global_fs + snap.by_project["p1"] + snap.by_instance["i1"]}
+    i2 = {e["name"] for e in snap.global_fs + snap.by_project["p1"] + snap.by_instance["i2"]}
+    assert (i1, i2) == ({"proj", "mine"}, {"proj"})
+    body, _ = view.document(snap, "i1")
+    assert body.startswith(b'{"filesystems":[{"export":"fake:/mine"')
+
+
+# -- deleting ---------------------------------------------------------------------------------
+
+
+def test_delete_asks_the_driver_then_forgets_the_filesystem(world):
+    world.create("p1", "gone", scope="project")
+    changes = world.changes
+    world.services.filesystems.delete_fs(PROJ1, "p1", "gone")
+    assert world.fake.calls[-1] == ("delete", "gone")
+    assert world.changes == changes + 2  # once it leaves the views, once it is gone
+    with pytest.raises(NotFound):
+        world.row("p1", "gone")
+    assert world.grants("gone") == set()
+
+
+def test_a_failed_delete_leaves_an_error_row(world):
+    world.create("p1", "stuck")
+    world.fake.failing.add("delete")
+    with pytest.raises(Conflict, match="could not be deleted: delete refused by the fake"):
+        world.services.filesystems.delete_fs(ADMIN, "p1", "stuck")
+    entry = world.row("p1", "stuck")
+    assert (entry["status"], entry["status_detail"]) == ("error", "delete failed: delete refused by the fake")
+    world.fake.failing.clear()
+    world.services.filesystems.delete_fs(ADMIN, "p1", "stuck")  # deleting again works
+    with pytest.raises(NotFound):
+        world.row("p1", "stuck")
+
+
+def test_a_global_filesystem_is_deleted_only_by_an_admin_of_its_project(world):
+    world.create("p1", "g", scope="global")
+    with pytest.raises(Forbidden):
+        world.services.filesystems.delete_fs(PROJ1, "p1", "g")
+    with pytest.raises(Forbidden):
+        world.services.filesystems.delete_fs(ADMIN, "p2", "g")  # seen from another project
+    world.services.filesystems.delete_fs(ADMIN, "p1", "g")
+
+
+# -- roles and instances ----------------------------------------------------------------------
+
+
+def test_roles(world):
+    with pytest.raises(Forbidden):
+        world.services.filesystems.list_fs(INST1, "p1")
+    with pytest.raises(Forbidden):
+        world.services.filesystems.list_fs(PROJ1, "p2")
+    with pytest.raises(Forbidden):
+        world.register("p1", "i2", "10.0.0.9", who=INST1)  # another instance
+    assert world.register("p1", "i1", "10.0.0.1", who=INST1)[0] == 200  # itself
+    with pytest.raises(Forbidden, match="another project"):
+        world.register("p1", "j1", who=PROJ1)
+    with pytest.raises(Conflict, match="registered in project 'p2'"):
+        world.register("p1", "j1")
+
+
+def test_instances_that_left_stay_listed_until_their_agent_lets_go(world):
+    from sharedfs_api.schemas import StateIn
+
+    world.create("p1", "s")
+    world.services.filesystems.connect(ADMIN, "p1", "s", "i1")
+    world.services.instances.report_state(INST1, "p1", "i1", "s", StateIn(state="mounted"))
+    world.services.filesystems.disconnect(ADMIN, "p1", "s", "i1")
+    (left,) = world.services.filesystems.fs_instances(ADMIN, "p1", "s")
+    assert (left["id"], left["connected"], left["mount_state"]) == ("i1", False, "mounted")
+
+
+# -- representations --------------------------------------------------------------------------
+
+
+def test_the_agent_entry_speaks_the_wire_contract(world):
+    world.create("p1", "w", mount_options=["ro"])
+    with world.sessions() as session:
+        row = session.query(db.Filesystem).one()
+        entry = agent_entry(row)
+        assert set(entry) <= set(wire.ENTRY_KEYS)
+        assert entry == {"name": "w", "fs_type": "fakefs", "export": "fake:/w", "mount_point": "/mnt/w",
+                         "mount_options": ["ro"], "scope": "instance", "size": "1Gb"}  # fmt: skip
+        assert fs_entry(row)["status"] == "available"
+
+
+# -- the CLI goes through the services --------------------------------------------------------
+
+
+def test_cli_instance_add_updates_access_lists(world, capsys):
+    world.create("p1", "proj", scope="project")
+    cli.main(["instance", "add", "--db", world.url, "--backend", "fake=fake", "--project", "p1", "--id", "i9",
+              "--address", "10.0.0.9"])  # fmt: skip
+    assert "instance i9 in project p1: 10.0.0.9" in capsys.readouterr().out
+    assert world.made[-1].calls == [("set_access", "proj")]
+    assert world.made[-1].access["proj"] == {"10.0.0.1", "10.0.0.2", "10.0.0.9"}
+    assert world.grants("proj") == {"10.0.0.1", "10.0.0.2", "10.0.0.9"}
+    with pytest.raises(SystemExit, match="registered in project 'p2'"):
+        cli.main(["instance", "add", "--db", world.url, "--project", "p1", "--id", "j1"])
+    cli.main(["instance", "list", "--db", world.url])
+    assert "p1\ti9\t10.0.0.9" in capsys.readouterr().out
+
+
+def test_cli_instance_add_without_the_backend_warns_and_keeps_grants(world, caplog):
+    world.create("p1", "proj", scope="project")
+    cli.main(["instance", "add", "--db", world.url, "--project", "p1", "--id", "i9", "--address", "10.0.0.9"])
+    assert "backend 'fake' is not configured here" in caplog.text
+    assert world.grants("proj") == {"10.0.0.1", "10.0.0.2"}
+
+
+# -- backend configuration --------------------------------------------------------------------
+
+
+def test_backend_flags_config_file_and_shorthand(tmp_path, made):
+    assert parse_backend("gl=glusterfs,brick_root=/srv/b,quota=false") == BackendConfig(
+        "gl", "glusterfs", {"brick_root": "/srv/b", "quota": "false"})  # fmt: skip
+    config = tmp_path / "api.conf"
+    config.write_text("[backend gl]\ndriver = glusterfs\nbrick_root = /srv/b\n"
+                      "gluster_command = ssh g1 gluster\n\n[backend f]\ndriver = fake\n")  # fmt: skip
+    assert read_config(str(config)) == [
+        BackendConfig("gl", "glusterfs", {"brick_root": "/srv/b", "gluster_command": "ssh g1 gluster"}),
+        BackendConfig("f", "fake", {}),
+    ]
+    assert shorthand("static", {}) == []
+    assert shorthand("glusterfs", {"brick_root": "/b"}) == [BackendConfig("glusterfs", "glusterfs", {"brick_root": "/b"})]
+    backends = Backends(read_config(str(config)))
+    assert backends.for_new(None, None)[0] == "gl"  # the first is the default
+    assert backends.for_new("fakefs", None)[0] == "f"
+    assert backends.for_new("glusterfs", "h:/v")[0] == "static"
+
+
+@pytest.mark.parametrize(
+    "configs, words",
+    [
+        ([BackendConfig("a", "nosuch")], "unknown driver 'nosuch'"),
+        ([BackendConfig("static", "fake")], "built in"),
+        ([BackendConfig("s", "static")], "built in"),
+        ([BackendConfig("Bad Name", "fake")], "must match"),
+        ([BackendConfig("a", "fake"), BackendConfig("a", "fake", {"fs_type": "x"})], "configured twice"),
+        ([BackendConfig("a", "fake"), BackendConfig("b", "fake")], "both make fakefs"),
+    ],
+)
+def test_bad_backend_configurations_are_refused(made, configs, words):
+    with pytest.raises(ValueError, match=words):
+        Backends(configs)
+
+
+@pytest.mark.parametrize("text", ["gl", "gl=glusterfs,brick_root"])
+def test_bad_backend_flags_are_refused(text):
+    with pytest.raises(ValueError, match="expected"):
+        parse_backend(text)
+
+
+def test_bad_config_files_are_refused(tmp_path):
+    config = tmp_path / "api.conf"
+    config.write_text("[gl]\ndriver = glusterfs\n")
+    with pytest.raises(ValueError, match=r"is not \[backend NAME\]"):
+        read_config(str(config))
+    config.write_text("[backend gl]\nbrick_root = /b\n")
+    with pytest.raises(ValueError, match="no driver"):
+        read_config(str(config))
+    with pytest.raises(ValueError, match="--config"):
+        read_config(str(tmp_path / "missing.conf"))
+
+
+# -- the glusterfs driver's access list, against a recording gluster command ------------------
+
+
+def test_glusterfs_set_access_writes_the_whole_set_and_nobody_for_none(tmp_path):
+    log = tmp_path / "gluster.log"
+    script = 'echo "$*" >> ' + shlex.quote(str(log))
+    command = f"sh -c {shlex.quote(script)} gluster"  # $0 is "gluster", "$*" the driver's arguments
+    driver = GlusterfsDriver({"brick_root": str(tmp_path / "bricks"), "gluster_command": command})
+    driver.do_setup({})
+    fs = FsSpec("vol", "p1", 1 << 30, "h:/vol")
+    driver.set_access(fs, frozenset({"10.0.0.2", "10.0.0.1"}))
+    driver.set_access(fs, frozenset())
+    assert log.read_text().splitlines() == [
+        "--mode=script volume list",
+        "--mode=script volume set vol auth.allow 10.0.0.1,10.0.0.2",
+        "--mode=script volume set vol auth.allow 0.0.0.0",  # an empty auth.allow would mean everyone
+    ]
