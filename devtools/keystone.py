@@ -1,0 +1,221 @@
+"""A real Keystone for tests: from PyPI in a cached venv, SQLite + fernet, served on 127.0.0.1, with projects and users.
+
+The venv is made once per pinned requirements file (devtools/keystone-requirements.txt) under
+SHAREDFS_TEST_CACHE (default /var/cache/sharedfs-tests), so later runs start Keystone in seconds.
+Keystone needs Python >= 3.11; the venv is made with this interpreter if it is new enough, else python3.11+.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import requests
+
+from .apiserver import free_port
+
+REQUIREMENTS = Path(__file__).with_name("keystone-requirements.txt")
+CACHE = Path(os.environ.get("SHAREDFS_TEST_CACHE", "/var/cache/sharedfs-tests"))
+ADMIN_PASSWORD = "admin-secret"
+PASSWORD = "secret"  # every test user's
+
+# Keystone is a WSGI application; a threaded wsgiref server is enough for a test suite and needs no compiler.
+_SERVE = """
+import sys
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from keystone.server.wsgi import initialize_public_application
+class Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+class Quiet(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+port = int(sys.argv.pop(1))  # Keystone parses the command line itself
+application = initialize_public_application()
+make_server("127.0.0.1", port, application, server_class=Server, handler_class=Quiet).serve_forever()
+"""
+
+
+def _python() -> str:
+    if sys.version_info >= (3, 11):
+        return sys.executable
+    for name in ("python3.13", "python3.12", "python3.11"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise RuntimeError("Keystone needs Python >= 3.11 and none is installed")
+
+
+def venv() -> Path:
+    """The cached Keystone venv, made first if needed (about two minutes)."""
+    python = _python()
+    version = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
+                             text=True, check=True).stdout.strip()  # fmt: skip
+    key = hashlib.sha256(REQUIREMENTS.read_bytes() + version.encode()).hexdigest()[:12]
+    path = CACHE / f"keystone-{key}"
+    if (path / ".sharedfs-complete").exists():
+        return path
+    building = path.with_name(path.name + ".building")
+    shutil.rmtree(building, ignore_errors=True)
+    building.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([python, "-m", "venv", str(building)], check=True, capture_output=True, timeout=300)
+    subprocess.run([str(building / "bin/pip"), "install", "-q", "--disable-pip-version-check", "-r", str(REQUIREMENTS)],
+                   check=True, capture_output=True, timeout=1800)  # fmt: skip
+    (building / ".sharedfs-complete").write_text(REQUIREMENTS.read_text())
+    shutil.rmtree(path, ignore_errors=True)
+    # A venv's scripts name their interpreter by absolute path; the move needs them rewritten.
+    for script in (building / "bin").iterdir():
+        if script.is_file() and not script.is_symlink():
+            data = script.read_bytes()
+            if data.startswith(b"#!") and str(building).encode() in data[:400]:
+                script.write_bytes(data.replace(str(building).encode(), str(path).encode(), 1))
+    cfg = building / "pyvenv.cfg"
+    cfg.write_text(cfg.read_text().replace(str(building), str(path)))
+    building.rename(path)
+    return path
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    project: str  # the project its token is scoped to
+    roles: tuple
+
+
+class Keystone:
+    """keystone-manage bootstrap + a server process on a free port; stop() ends it by pid."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base.resolve()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v3"
+        self.venv = venv()
+        self.conf = self.base / "keystone.conf"
+        self.proc: Optional[subprocess.Popen] = None
+        self.project_ids: Dict[str, str] = {}
+        self.user_ids: Dict[str, str] = {}
+
+    def _manage(self, *args: str) -> None:
+        subprocess.run([str(self.venv / "bin/keystone-manage"), "--config-file", str(self.conf), *args],
+                       check=True, capture_output=True, timeout=300)  # fmt: skip
+
+    def start(self) -> Keystone:
+        for sub in ("fernet", "credential"):
+            (self.base / sub).mkdir(parents=True, exist_ok=True)
+        self.conf.write_text(
+            f"[DEFAULT]\nlog_file = {self.base / 'keystone.log'}\n"
+            f"[database]\nconnection = sqlite:///{self.base / 'keystone.db'}\n"
+            f"[fernet_tokens]\nkey_repository = {self.base / 'fernet'}\n"
+            f"[credential]\nkey_repository = {self.base / 'credential'}\n"
+            "[token]\nprovider = fernet\n"
+        )
+        self._manage("db_sync")
+        self._manage("fernet_setup", "--keystone-user", "root", "--keystone-group", "root")
+        self._manage("credential_setup", "--keystone-user", "root", "--keystone-group", "root")
+        self._manage("bootstrap", "--bootstrap-password", ADMIN_PASSWORD, "--bootstrap-region-id", "RegionOne",
+                     "--bootstrap-admin-url", self.url, "--bootstrap-public-url", self.url,
+                     "--bootstrap-internal-url", self.url)  # fmt: skip
+        env = {**os.environ, "OS_KEYSTONE_CONFIG_FILES": str(self.conf)}
+        self.log = open(self.base / "server.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([str(self.venv / "bin/python"), "-c", _SERVE, str(self.port)], env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(self.url, timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"Keystone did not start; see {self.log.name} and {self.base / 'keystone.log'}")
+            time.sleep(0.1)
+        self._admin = self.token("admin", "admin", password=ADMIN_PASSWORD)
+        self.project_ids["admin"] = self._find("projects", "admin")
+        self.user_ids["admin"] = self._find("users", "admin")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.log.close()
+            self.proc = None
+
+    # -- identity fixtures through Keystone's own API -------------------------------------------
+
+    def _call(self, method: str, path: str, **kw) -> dict:
+        response = requests.request(method, self.url + path, headers={"X-Auth-Token": self._admin}, timeout=30, **kw)
+        response.raise_for_status()
+        return response.json() if response.content else {}
+
+    def _find(self, kind: str, name: str) -> str:
+        return self._call("GET", f"/{kind}", params={"name": name})[kind][0]["id"]
+
+    def role_id(self, name: str) -> str:
+        found = self._call("GET", "/roles", params={"name": name})["roles"]
+        if found:
+            return found[0]["id"]
+        return self._call("POST", "/roles", json={"role": {"name": name}})["role"]["id"]
+
+    def project(self, name: str) -> str:
+        if name not in self.project_ids:
+            body = {"project": {"name": name, "domain_id": "default"}}
+            self.project_ids[name] = self._call("POST", "/projects", json=body)["project"]["id"]
+        return self.project_ids[name]
+
+    def user(self, name: str, project: str, roles: List[str]) -> str:
+        """A user with these roles on this project (made once)."""
+        if name not in self.user_ids:
+            body = {"user": {"name": name, "password": PASSWORD, "domain_id": "default"}}
+            self.user_ids[name] = self._call("POST", "/users", json=body)["user"]["id"]
+        for role in roles:
+            self._call("PUT", f"/projects/{self.project(project)}/users/{self.user_ids[name]}/roles/{self.role_id(role)}")
+        return self.user_ids[name]
+
+    def token(self, user: str, project: str, password: str = PASSWORD) -> str:
+        """A project-scoped token for user."""
+        body = {"auth": {
+            "identity": {"methods": ["password"],
+                         "password": {"user": {"name": user, "domain": {"id": "default"}, "password": password}}},
+            "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}  # fmt: skip
+        response = requests.post(self.url + "/auth/tokens", json=body, timeout=30)
+        response.raise_for_status()
+        return response.headers["X-Subject-Token"]
+
+    def revoke(self, token: str) -> None:
+        headers = {"X-Auth-Token": self._admin, "X-Subject-Token": token}
+        requests.delete(self.url + "/auth/tokens", headers=headers, timeout=30).raise_for_status()
+
+    def service(self, service_type: str, name: str, url: str) -> None:
+        """A catalog entry: service_type at url (public, internal, admin) in RegionOne."""
+        service = self._call("POST", "/services", json={"service": {"type": service_type, "name": name}})["service"]
+        for interface in ("public", "internal", "admin"):
+            self._call("POST", "/endpoints", json={"endpoint": {"service_id": service["id"], "interface": interface,
+                                                                "url": url, "region_id": "RegionOne"}})  # fmt: skip
+
+    def authtoken_options(self, user: str, project: str = "service") -> Dict[str, str]:
+        """The [keystone_authtoken] options for a service whose own user is `user`."""
+        return {
+            "www_authenticate_uri": self.url,
+            "auth_url": self.url,
+            "auth_type": "password",
+            "username": user,
+            "password": PASSWORD,
+            "project_name": project,
+            "user_domain_id": "default",
+            "project_domain_id": "default",
+        }
