@@ -8,9 +8,12 @@ cd "$(dirname "$0")/.."
 # (mount.glusterfs) the agent drives; util-linux/mount: findmnt (reference parser), unshare, nsenter,
 # runuser; iproute2: network namespaces for remote-client tests; postgresql: the API's scale-out tests;
 # systemd-container + debootstrap: the install test boots a Debian container with systemd and cloud-init;
-# qemu-system-x86, busybox-static, kmod, nfs-common, nfs-ganesha(-vfs), rpcbind: a real kernel NFS client in a guest.
+# qemu-system-x86, busybox-static, kmod, nfs-common, nfs-ganesha(-vfs), rpcbind: a real kernel NFS client in a guest;
+# rabbitmq-server: the broker Nova's notifications come through (the suite runs a private node on loopback;
+# the Debian service is never started). Keystone comes from PyPI, in a venv the suite makes and caches.
 PACKAGES=(glusterfs-server glusterfs-client util-linux mount iproute2 postgresql systemd-container debootstrap
-          qemu-system-x86 busybox-static kmod nfs-common nfs-ganesha nfs-ganesha-vfs rpcbind python3 python3-venv)
+          qemu-system-x86 busybox-static kmod nfs-common nfs-ganesha nfs-ganesha-vfs rpcbind rabbitmq-server
+          python3 python3-venv)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

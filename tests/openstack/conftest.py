@@ -1,0 +1,33 @@
+"""OpenStack services, each started once per test session: a real Keystone (cached venv) and a real RabbitMQ."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from devtools import rabbitmq
+from devtools.keystone import Keystone
+from devtools.rabbitmq import RabbitMQ
+from tests.support import require
+
+
+@pytest.fixture(scope="session")
+def broker(workdir):
+    require(os.geteuid() == 0, "rabbitmq-server runs as root here (private node, loopback only)")
+    require(rabbitmq.installed(), "rabbitmq-server is not installed (run scripts/setup.sh)")
+    server = RabbitMQ(workdir / "rabbitmq").start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture(scope="session")
+def keystone(workdir):
+    """Projects alpha and beta: a member, a reader each; the bootstrap admin; service user sharedfs."""
+    server = Keystone(workdir / "keystone").start()
+    for project in ("alpha", "beta"):
+        server.user(f"{project}-member", project, ["member"])
+        server.user(f"{project}-reader", project, ["reader"])
+    server.user("sharedfs", "service", ["service"])
+    yield server
+    server.stop()
