@@ -207,6 +207,12 @@ class Keystone:
             self._call("POST", "/endpoints", json={"endpoint": {"service_id": service["id"], "interface": interface,
                                                                 "url": url, "region_id": "RegionOne"}})  # fmt: skip
 
+    def write_config(self, path: Path, user: str = "sharedfs", extra: str = "") -> Path:
+        """An oslo.config file for sharedfs-api --openstack-config: [keystone_authtoken] as `user`, then extra."""
+        lines = ["[keystone_authtoken]", *(f"{k} = {v}" for k, v in self.authtoken_options(user).items())]
+        path.write_text("\n".join(lines) + "\n" + extra)
+        return path
+
     def authtoken_options(self, user: str, project: str = "service") -> Dict[str, str]:
         """The [keystone_authtoken] options for a service whose own user is `user`."""
         return {

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import __version__, db
 from .auth import TokenCache
 from .backends import BackendConfig, Backends
-from .errors import ApiError
+from .errors import ApiError, Unauthorized
 from .routers import agents, filesystems, instances
 from .routers.agent_index import agent_index
 from .services import make_services
@@ -37,6 +37,8 @@ class Settings:
     max_wait: int = 120  # the longest a long-poll is held; agents time out above it
     migrate: bool = True
     agent_wheels: Optional[str] = None  # directory of sharedfs_agent-*.whl served at /agent/simple/
+    auth: str = "tokens"  # tokens (built in) | keystone (docs/api.md, "Authentication")
+    openstack_config: Optional[str] = None  # oslo.config file: [keystone_authtoken], [oslo_policy]
 
 
 class BodyLimit:
@@ -127,6 +129,7 @@ def create_app(settings: Settings) -> FastAPI:
     # What the dependencies in deps.py hand to the routes.
     app.state.services = make_services(sessions, backends, changed)
     app.state.tokens = TokenCache(sessions)
+    app.state.keystone = _keystone(settings, app.state.tokens) if settings.auth == "keystone" else None
     app.state.view = AgentView(sessions, hub)
     app.state.hub = hub
     _error_handlers(app)
@@ -135,6 +138,19 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(agents.make_router(settings.max_wait))
     agent_index(app, settings.agent_wheels)
     return app
+
+
+def _keystone(settings: Settings, tokens: TokenCache):
+    # Imported here: keystonemiddleware and oslo.policy are the optional `openstack` extra.
+    from .keystone import KeystoneAuth
+
+    def local(token: str):
+        try:
+            return tokens.resolve(token)
+        except Unauthorized:
+            return None
+
+    return KeystoneAuth(settings.openstack_config, local)
 
 
 def _error_handlers(app: FastAPI) -> None:

@@ -20,6 +20,7 @@ __all__ = ["main"]
 
 ENV_DB = "SHAREDFS_API_DB"
 ENV_CONFIG = "SHAREDFS_API_CONFIG"
+ENV_OPENSTACK_CONFIG = "SHAREDFS_API_OPENSTACK_CONFIG"
 ADMIN = Principal("admin")  # the CLI runs as whoever can read the database: an admin
 
 
@@ -72,8 +73,12 @@ def cmd_serve(args) -> int:
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
         raise SystemExit(f"sharedfs-api: --listen {args.listen!r}: expected HOST:PORT")
+    openstack_config = args.openstack_config or os.environ.get(ENV_OPENSTACK_CONFIG)
+    if args.auth == "keystone" and not openstack_config:
+        raise SystemExit("sharedfs-api: --auth keystone needs --openstack-config FILE ([keystone_authtoken])")
     settings = Settings(db_url=_db_url(args), backends=_backend_configs(args), max_wait=args.max_wait,
-                        agent_wheels=args.agent_wheels)  # fmt: skip
+                        agent_wheels=args.agent_wheels, auth=args.auth,
+                        openstack_config=openstack_config)  # fmt: skip
     uvicorn.run(create_app(settings), host=host.strip("[]"), port=int(port), log_level=args.log_level,
                 access_log=args.access_log, timeout_keep_alive=settings.max_wait + 30, backlog=8192)  # fmt: skip
     return 0
@@ -182,6 +187,13 @@ def _with_backends(p):
     return p
 
 
+def _openstack_config_option(p):
+    p.add_argument("--openstack-config", metavar="FILE",
+                   help="oslo.config file: [keystone_authtoken], [oslo_policy], [oslo_messaging_notifications], "
+                        f"[oslo_messaging_rabbit] (default ${ENV_OPENSTACK_CONFIG})")  # fmt: skip
+    return p
+
+
 def _cloud_config_options(p):
     """The options of user-data and vendor-data."""
     p.add_argument("--api-url", required=True, help="the URL instances reach this server at")
@@ -214,6 +226,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="serve the sharedfs_agent-*.whl in DIR as a package index at /agent/simple/ (for cloud-init)",
     )
+    serve.add_argument("--auth", choices=("tokens", "keystone"), default="tokens",
+                       help="who callers are: sharedfs's own tokens (default) or Keystone tokens and oslo.policy")  # fmt: skip
+    _openstack_config_option(serve)
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(func=cmd_serve)

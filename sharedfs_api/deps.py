@@ -24,7 +24,13 @@ def tokens(request: Request) -> TokenCache:
 
 
 def principal(request: Request, x_auth_token: Optional[str] = Header(default=None)) -> Principal:
-    """The caller, from X-Auth-Token: 401 when missing or unknown (what it may do, the services decide)."""
+    """The caller, from X-Auth-Token: 401 when missing or unknown (what it may do, the services decide).
+    With Keystone (keystone.py), the call's policy rule is checked here first: 403 before any lookup."""
+    keystone = request.app.state.keystone
+    if keystone is not None:
+        route = request.scope.get("route")
+        tenant = request.path_params.get("tenant", "")
+        return keystone.principal(x_auth_token, tenant, request.method, getattr(route, "path", ""))
     return tokens(request).resolve(x_auth_token)
 
 
