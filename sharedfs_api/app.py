@@ -128,7 +128,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit)
     # What the dependencies in deps.py hand to the routes.
     app.state.services = make_services(sessions, backends, changed)
-    app.state.tokens = TokenCache(sessions)
+    # Token answers are remembered only until the next change anywhere (PostgreSQL tells every process).
+    app.state.tokens = TokenCache(sessions, generation=(lambda: hub.generation) if notifier is not None else None)
     app.state.keystone = _keystone(settings, app.state.tokens) if settings.auth == "keystone" else None
     app.state.view = AgentView(sessions, hub)
     app.state.hub = hub

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
+from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from . import db
 from .errors import Forbidden, Unauthorized
 
-__all__ = ["Principal", "new_token", "hash_token", "store_token", "TokenCache", "ROLES"]
+__all__ = ["Principal", "new_token", "hash_token", "store_token", "list_tokens", "revoke_token", "TokenCache", "ROLES"]
 
 ROLES = ("admin", "project", "instance")
 
@@ -55,38 +57,74 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def store_token(sessions: sessionmaker, role: str, project: Optional[str], instance_id: Optional[str]) -> str:
+def store_token(sessions: sessionmaker, role: str, project: Optional[str], instance_id: Optional[str],
+                expires_in: Optional[float] = None) -> str:  # fmt: skip
     """Make a token, keep only its hash, return it (shown once)."""
     token = new_token()
+    expires_at = db.now() + dt.timedelta(seconds=expires_in) if expires_in else None
     with sessions() as session:
-        session.add(db.Token(sha256=hash_token(token), role=role, project=project, instance_id=instance_id))
+        session.add(db.Token(sha256=hash_token(token), role=role, project=project, instance_id=instance_id,
+                             expires_at=expires_at))  # fmt: skip
         session.commit()
     return token
 
 
-class TokenCache:
-    """Resolves X-Auth-Token values; remembers answers briefly so a long-poll storm does not
-    turn into a storm of database reads."""
+TOKEN_ID_LENGTH = 12  # a token's id: the start of its hash, which says nothing about the secret
 
-    def __init__(self, sessions: sessionmaker, ttl: float = 30.0) -> None:
+
+def list_tokens(sessions: sessionmaker) -> List[dict]:
+    with sessions() as session:
+        rows = session.scalars(select(db.Token).order_by(db.Token.created_at))
+        return [{"id": t.sha256[:TOKEN_ID_LENGTH], "role": t.role, "project": t.project, "instance": t.instance_id,
+                 "created_at": t.created_at, "expires_at": t.expires_at} for t in rows]  # fmt: skip
+
+
+def revoke_token(sessions: sessionmaker, token_id: str) -> bool:
+    """Delete the one token whose id (hash prefix) this is; False if none. ValueError if several match."""
+    with sessions() as session:
+        rows = list(session.scalars(select(db.Token).where(db.Token.sha256.startswith(token_id.lower()))))
+        if len(rows) > 1:
+            raise ValueError(f"{token_id!r} matches {len(rows)} tokens; give more of its id")
+        for row in rows:
+            session.delete(row)
+        session.commit()
+        return bool(rows)
+
+
+class TokenCache:
+    """Resolves X-Auth-Token values. An answer is remembered only while `generation()` is what it
+    was when read (every change, a revocation too, bumps it, in every process on PostgreSQL), and
+    `ttl` at most, so a long-poll storm is not a storm of database reads and a revoked token is
+    refused at once. Without a generation (SQLite: no cross-process wake-up), nothing is remembered."""
+
+    def __init__(self, sessions: sessionmaker, ttl: float = 30.0, generation: Optional[Callable[[], int]] = None) -> None:
         self.sessions = sessions
-        self.ttl = ttl
-        self._seen: Dict[str, Tuple[float, Optional[Principal]]] = {}
+        self.ttl = ttl if generation is not None else 0.0
+        self.generation = generation or (lambda: 0)
+        self._seen: Dict[str, Tuple[float, int, Optional[Principal], Optional[dt.datetime]]] = {}
 
     def resolve(self, token: Optional[str]) -> Principal:
         if not token:
             raise Unauthorized("missing X-Auth-Token header")
         digest = hash_token(token)
         hit = self._seen.get(digest)
-        if hit is None or hit[0] < time.monotonic():
+        generation = self.generation()
+        if hit is None or hit[0] < time.monotonic() or hit[1] != generation:
             with self.sessions() as session:
                 row = session.get(db.Token, digest)
             principal = Principal(row.role, row.project, row.instance_id) if row else None
             if len(self._seen) > 100_000:
                 self._seen.clear()
-            # An unknown token is remembered for a moment only: it may be created right after.
-            hit = (time.monotonic() + (self.ttl if principal else 1.0), principal)
-            self._seen[digest] = hit
-        if hit[1] is None:
+            hit = (time.monotonic() + self.ttl, generation, principal, row.expires_at if row else None)
+            if self.ttl:
+                self._seen[digest] = hit
+        if hit[2] is None:
             raise Unauthorized("unknown X-Auth-Token")
-        return hit[1]
+        if hit[3] is not None and _aware(hit[3]) <= db.now():
+            raise Unauthorized("the X-Auth-Token has expired")
+        return hit[2]
+
+
+def _aware(when: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes; they were written in UTC.
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)

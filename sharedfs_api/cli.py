@@ -11,7 +11,7 @@ from typing import List, Optional
 from sharedfs_agent.mounters import BUILTIN as MOUNTERS
 
 from . import __version__, db
-from .auth import ROLES, Principal, store_token
+from .auth import ROLES, Principal, list_tokens, revoke_token, store_token
 from .backends import BackendConfig, Backends, parse_backend, parse_options, read_config, shorthand
 from .errors import ApiError, DriverError
 from .schemas import IDENT
@@ -84,6 +84,31 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_nova_listener(args) -> int:
+    """Nova's notifications drive the instances service until SIGTERM or SIGINT."""
+    import signal
+    import threading
+
+    from .nova_listener import make_listener
+
+    config = args.openstack_config or os.environ.get(ENV_OPENSTACK_CONFIG)
+    if not (args.transport_url or config):
+        raise SystemExit("sharedfs-api: nova-listener needs --transport-url or --openstack-config "
+                         "([oslo_messaging_notifications] transport_url)")  # fmt: skip
+    services = _services(args, configured=True)  # access lists follow: give it the server's backends
+    listener = make_listener(services.instances, args.transport_url, config, pool=args.pool)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    listener.start()
+    logging.getLogger(__name__).warning("listening to Nova's notifications (pool %s)", args.pool)
+    stop.wait()
+    listener.stop()
+    listener.wait()
+    listener.transport.cleanup()
+    return 0
+
+
 def _check_ident(kind: str, value: Optional[str]) -> None:
     if value is not None and not IDENT.fullmatch(value):
         raise SystemExit(f"sharedfs-api: {kind} {value!r} must match {IDENT.pattern}")
@@ -95,7 +120,38 @@ def _store_token(args, role: str, project: Optional[str], instance: Optional[str
     _check_ident("instance", instance)
     url = _db_url(args)
     db.upgrade(url)
-    return store_token(db.make_sessions(db.make_engine(url)), role, project, instance)
+    return store_token(db.make_sessions(db.make_engine(url)), role, project, instance,
+                       getattr(args, "expires_in", None))  # fmt: skip
+
+
+def cmd_token_list(args) -> int:
+    """Every token's id (the start of its hash), role, project, instance, times; never a secret."""
+    url = _db_url(args)
+    db.upgrade(url)
+    for t in list_tokens(db.make_sessions(db.make_engine(url))):
+        expires = t["expires_at"].isoformat() if t["expires_at"] else "never"
+        print(f"{t['id']}\t{t['role']}\t{t['project'] or '-'}\t{t['instance'] or '-'}\t"
+              f"{t['created_at'].isoformat()}\texpires {expires}")  # fmt: skip
+    return 0
+
+
+def cmd_token_revoke(args) -> int:
+    """Refused at once by every server: SQLite servers do not remember tokens, PostgreSQL ones are told."""
+    from .view import notify
+
+    url = _db_url(args)
+    db.upgrade(url)
+    engine = db.make_engine(url)
+    try:
+        found = revoke_token(db.make_sessions(engine), args.id)
+    except ValueError as e:
+        raise SystemExit(f"sharedfs-api: {e}") from None
+    if not found:
+        raise SystemExit(f"sharedfs-api: no token with id {args.id!r} (see token list)")
+    if engine.dialect.name == "postgresql":
+        notify(engine)
+    print(f"token {args.id} revoked")
+    return 0
 
 
 def cmd_token_create(args) -> int:
@@ -233,12 +289,24 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(func=cmd_serve)
 
+    nova = _openstack_config_option(_with_backends(with_db(sub.add_parser(
+        "nova-listener", help="follow Nova's instance lifecycle (versioned notifications over oslo.messaging)"))))  # fmt: skip
+    nova.add_argument("--transport-url", help="e.g. rabbit://USER:PASS@HOST:5672/ (default: from --openstack-config)")
+    nova.add_argument("--pool", default="sharedfs", help="listener pool, also its durable queue's name (default sharedfs)")
+    nova.set_defaults(func=cmd_nova_listener)
+
     token = sub.add_parser("token", help="manage API tokens").add_subparsers(dest="token_command", required=True)
     create = with_db(token.add_parser("create", help="create a token and print it (shown only once)"))
     create.add_argument("--role", required=True, choices=ROLES)
     create.add_argument("--project")
     create.add_argument("--instance")
+    create.add_argument("--expires-in", type=int, metavar="SECONDS", help="refused after this long (default: never)")
     create.set_defaults(func=cmd_token_create)
+    with_db(token.add_parser("list", help="every token's id, role, project, instance and expiry (no secrets)")
+            ).set_defaults(func=cmd_token_list)  # fmt: skip
+    revoke = with_db(token.add_parser("revoke", help="revoke a token by its id (from token list)"))
+    revoke.add_argument("id", help="the token's id, or enough of its start to be unique")
+    revoke.set_defaults(func=cmd_token_revoke)
 
     instance = sub.add_parser("instance", help="manage instances").add_subparsers(
         dest="instance_command", required=True

@@ -101,6 +101,16 @@ class Grant(Base):
     address: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
+class DeletedInstance(Base):
+    """An instance the cloud deleted (Nova's instance.delete.end): never registered again, as the
+    cloud never reuses an instance id, so a late or redelivered create cannot bring it back."""
+
+    __tablename__ = "deleted_instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deleted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
 class Token(Base):
     """An API token, stored as the SHA-256 of the secret (the secret itself is shown once)."""
 
@@ -111,6 +121,7 @@ class Token(Base):
     project: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
     instance_id: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
+    expires_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True), nullable=True)  # None: never
 
 
 def make_engine(url: str) -> Engine:

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import Callable, List, Tuple
+from typing import Callable, List, Sequence, Tuple
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import sessionmaker
 
 from .. import db
 from ..auth import Principal
-from ..errors import Conflict, Forbidden
+from ..errors import ApiError, Conflict, Forbidden
 from ..representations import instance_entry
 from ..schemas import InstanceIn, StateIn, check_name
 from .access import Access
 from .lookup import find_fs, find_instance
 
 __all__ = ["InstanceService"]
+
+CLOUD = Principal("admin")  # the cloud's own notifications act with an admin's rights
 
 
 class InstanceService:
@@ -34,6 +36,8 @@ class InstanceService:
         check_name("instance id", instance_id)
         addresses = json.dumps(body.addresses)
         with self.sessions() as session:
+            if session.get(db.DeletedInstance, instance_id) is not None:
+                raise Conflict(f"instance {instance_id!r} was deleted in the cloud; instance ids are not reused")
             instance = session.get(db.Instance, instance_id)
             if instance is not None and instance.project != tenant:
                 if principal.admin or principal.project == instance.project:
@@ -85,3 +89,34 @@ class InstanceService:
                 session.add(row)
             row.state, row.detail, row.updated_at = body.state, body.detail, db.now()
             session.commit()
+
+    # -- the cloud's instance lifecycle (nova_listener.InstanceLifecycle) -------------------------
+
+    def register(self, project: str, instance_id: str, addresses: Sequence[str]) -> None:
+        """The cloud says the instance exists with exactly these addresses: registered or updated,
+        the access lists follow; ignored once deleted. ValueError: never acceptable (not retried)."""
+        with self.sessions() as session:
+            if session.get(db.DeletedInstance, instance_id) is not None:
+                return
+        try:
+            self.put_instance(CLOUD, project, instance_id, InstanceIn(addresses=list(addresses)))
+        except ApiError as e:  # a bad id, another project's instance id, deleted meanwhile
+            raise ValueError(e.message) from None
+
+    set_addresses = register  # both say "exists with exactly these addresses"
+
+    def deregister(self, instance_id: str) -> None:
+        """The cloud deleted the instance: its registration and tokens go, its addresses leave every
+        access list, and the id is remembered so nothing registers it again."""
+        with self.sessions() as session:
+            if session.get(db.DeletedInstance, instance_id) is None:
+                session.add(db.DeletedInstance(id=instance_id))
+            session.execute(delete(db.Token).where(db.Token.instance_id == instance_id))
+            instance = session.get(db.Instance, instance_id)
+            reached = []
+            if instance is not None:
+                reached = self.access.reached(session, instance_id, instance.project)
+                session.delete(instance)
+            session.commit()
+            self.access.sync_all(session, reached)
+        self.changed()
