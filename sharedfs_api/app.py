@@ -18,7 +18,7 @@ from . import __version__, db
 from .auth import TokenCache
 from .backends import BackendConfig, Backends
 from .errors import ApiError, Unauthorized
-from .routers import agents, filesystems, instances
+from .routers import agents, filesystems, instances, vendordata
 from .routers.agent_index import agent_index
 from .services import make_services
 from .view import AgentView, Hub, PgNotifier
@@ -39,6 +39,9 @@ class Settings:
     agent_wheels: Optional[str] = None  # directory of sharedfs_agent-*.whl served at /agent/simple/
     auth: str = "tokens"  # tokens (built in) | keystone (docs/api.md, "Authentication")
     openstack_config: Optional[str] = None  # oslo.config file: [keystone_authtoken], [oslo_policy]
+    vendordata_secret: Optional[str] = None  # what Nova sends as X-Auth-Token for vendordata (--auth tokens)
+    public_url: Optional[str] = None  # the API URL vendordata hands instances (default: the URL Nova called)
+    ca_pem: Optional[str] = None  # the CA instances should trust for it
 
 
 class BodyLimit:
@@ -131,11 +134,14 @@ def create_app(settings: Settings) -> FastAPI:
     # Token answers are remembered only until the next change anywhere (PostgreSQL tells every process).
     app.state.tokens = TokenCache(sessions, generation=(lambda: hub.generation) if notifier is not None else None)
     app.state.keystone = _keystone(settings, app.state.tokens) if settings.auth == "keystone" else None
+    app.state.vendordata_secret = settings.vendordata_secret
+    app.state.vendordata = {"api_url": settings.public_url, "ca_pem": settings.ca_pem}
     app.state.view = AgentView(sessions, hub)
     app.state.hub = hub
     _error_handlers(app)
     app.include_router(filesystems.router)
     app.include_router(instances.router)
+    app.include_router(vendordata.router)
     app.include_router(agents.make_router(settings.max_wait))
     agent_index(app, settings.agent_wheels)
     return app

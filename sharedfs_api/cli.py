@@ -76,9 +76,16 @@ def cmd_serve(args) -> int:
     openstack_config = args.openstack_config or os.environ.get(ENV_OPENSTACK_CONFIG)
     if args.auth == "keystone" and not openstack_config:
         raise SystemExit("sharedfs-api: --auth keystone needs --openstack-config FILE ([keystone_authtoken])")
+    secret = ca_pem = None
+    if args.vendordata_secret_file:
+        with open(args.vendordata_secret_file, encoding="utf-8") as f:
+            secret = f.read().strip()
+    if args.ca_file:
+        with open(args.ca_file, encoding="ascii") as f:
+            ca_pem = f.read()
     settings = Settings(db_url=_db_url(args), backends=_backend_configs(args), max_wait=args.max_wait,
-                        agent_wheels=args.agent_wheels, auth=args.auth,
-                        openstack_config=openstack_config)  # fmt: skip
+                        agent_wheels=args.agent_wheels, auth=args.auth, openstack_config=openstack_config,
+                        vendordata_secret=secret, public_url=args.public_url, ca_pem=ca_pem)  # fmt: skip
     uvicorn.run(create_app(settings), host=host.strip("[]"), port=int(port), log_level=args.log_level,
                 access_log=args.access_log, timeout_keep_alive=settings.max_wait + 30, backlog=8192)  # fmt: skip
     return 0
@@ -285,6 +292,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--auth", choices=("tokens", "keystone"), default="tokens",
                        help="who callers are: sharedfs's own tokens (default) or Keystone tokens and oslo.policy")  # fmt: skip
     _openstack_config_option(serve)
+    serve.add_argument("--vendordata-secret-file", metavar="FILE",
+                       help="turns on POST /v1.1/vendordata with --auth tokens: the secret Nova sends as X-Auth-Token")  # fmt: skip
+    serve.add_argument("--public-url", help="the API URL vendordata hands instances (default: the URL Nova called)")
+    serve.add_argument("--ca-file", help="PEM CA bundle vendordata hands instances, for the API's TLS certificate")
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.set_defaults(func=cmd_serve)

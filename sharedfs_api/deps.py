@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Optional
 
 from fastapi import Header, Path, Request
@@ -9,10 +10,11 @@ from fastapi import Header, Path, Request
 from sharedfs_agent import wire
 
 from .auth import Principal, TokenCache
+from .errors import Forbidden, Unauthorized
 from .services import FilesystemService, InstanceService, Services
 from .view import AgentView, Hub
 
-__all__ = ["TENANT", "NAME", "INSTANCE", "principal", "tokens", "filesystems", "instances", "agent_view", "hub"]
+__all__ = ["TENANT", "NAME", "INSTANCE", "principal", "nova", "tokens", "filesystems", "instances", "agent_view", "hub"]
 
 TENANT = Path(pattern=f"^{wire.IDENT.pattern}$", description="project id")
 NAME = Path(pattern=f"^{wire.FS_NAME.pattern}$", description="filesystem name")
@@ -32,6 +34,22 @@ def principal(request: Request, x_auth_token: Optional[str] = Header(default=Non
         tenant = request.path_params.get("tenant", "")
         return keystone.principal(x_auth_token, tenant, request.method, getattr(route, "path", ""))
     return tokens(request).resolve(x_auth_token)
+
+
+def nova(request: Request, x_auth_token: Optional[str] = Header(default=None)) -> None:
+    """The caller is Nova (its vendordata requests): with Keystone, a token policy
+    sharedfs:vendordata:enroll allows (role `service`); with built-in tokens, the shared secret."""
+    keystone = request.app.state.keystone
+    if keystone is not None:
+        keystone.authorize(x_auth_token, "sharedfs:vendordata:enroll", {})
+        return
+    secret = request.app.state.vendordata_secret
+    if not secret:
+        raise Forbidden("vendordata is off: start the server with --vendordata-secret-file")
+    if not x_auth_token:
+        raise Unauthorized("missing X-Auth-Token header")
+    if not hmac.compare_digest(x_auth_token.encode(), secret.encode()):
+        raise Unauthorized("X-Auth-Token is not the vendordata secret")
 
 
 def _services(request: Request) -> Services:

@@ -53,6 +53,8 @@ _CALLS: List[Tuple[str, str, str, str]] = [
     ("sharedfs:instance:deregister", WRITE, "DELETE", "/v1.1/{tenant}/os-instances/{instance_id}"),
     ("sharedfs:instance:filesystems", READ, "GET", "/v1.1/{tenant}/os-instances/{instance_id}/filesystems"),
     ("sharedfs:instance:report_state", WRITE, "PUT", "/v1.1/{tenant}/os-instances/{instance_id}/filesystems/{name}/state"),
+    # Nova's dynamic vendordata: Nova's service user (role `service`) enrolls an instance at boot.
+    ("sharedfs:vendordata:enroll", "role:service or rule:context_is_admin", "POST", "/v1.1/vendordata"),
 ]  # fmt: skip
 
 _BY_ROUTE: Dict[Tuple[str, str], str] = {(method, path): rule for rule, _, method, path in _CALLS}
@@ -120,15 +122,23 @@ class KeystoneAuth:
             if local.role != "instance":
                 raise Unauthorized("with Keystone authentication only instance tokens are sharedfs's own")
             return local
-        identity = self.identify(token)
-        if identity is None:
-            raise Unauthorized("the token is neither a valid Keystone token nor an instance token")
         rule = rule_for(method, route_path)
         if rule is None:
+            if self.identify(token) is None:  # 401 before 403, as everywhere
+                raise Unauthorized("the token is neither a valid Keystone token nor an instance token")
             raise Forbidden(f"no policy rule for {method} {route_path}")
         target = {"project_id": tenant}
-        if not self.enforcer.enforce(rule, target, identity.policy_values):
-            raise Forbidden(f"policy {rule} does not allow this token on project {tenant!r}")
+        identity = self.authorize(token, rule, target)
         if self.enforcer.enforce("context_is_admin", target, identity.policy_values):
             return Principal("admin")
         return Principal("project", tenant)
+
+    def authorize(self, token: Optional[str], rule: str, target: dict) -> Identity:
+        """The token's identity if it is a valid Keystone token the rule allows on target; else 401 or 403."""
+        identity = self.identify(token) if token else None
+        if identity is None:
+            raise Unauthorized("the token is neither a valid Keystone token nor an instance token")
+        if not self.enforcer.enforce(rule, target, identity.policy_values):
+            where = f" on project {target['project_id']!r}" if target.get("project_id") else ""
+            raise Forbidden(f"policy {rule} does not allow this token{where}")
+        return identity

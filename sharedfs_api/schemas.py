@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sharedfs_agent import wire
 
 __all__ = ["NAME", "parse_size", "FsEntryIn", "FsEntryBody", "InstanceIn", "InstanceBody", "StateIn",
-           "STATES", "check_name"]  # fmt: skip
+           "STATES", "check_name", "VendordataIn"]  # fmt: skip
 
 NAME = wire.FS_NAME
 IDENT = wire.IDENT
@@ -106,3 +106,18 @@ class StateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     state: Literal[wire.STATES]
     detail: str = Field(default="", max_length=1000)
+
+
+class VendordataIn(BaseModel):
+    """What Nova's DynamicJSON vendordata provider POSTs (nova/api/metadata/vendordata_dynamic.py);
+    the keys sharedfs does not use (image-id, user-data, metadata, boot-roles) are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    project_id: str = Field(alias="project-id")
+    instance_id: str = Field(alias="instance-id")
+    hostname: Optional[str] = None
+
+    @field_validator("project_id", "instance_id")
+    @classmethod
+    def _ident(cls, value: str, info) -> str:
+        return check_name(info.field_name.replace("_", " "), value)

@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import sessionmaker
 
 from .. import db
-from ..auth import Principal
+from ..auth import Principal, store_token
 from ..errors import ApiError, Conflict, Forbidden
 from ..representations import instance_entry
 from ..schemas import InstanceIn, StateIn, check_name
@@ -120,3 +120,16 @@ class InstanceService:
             session.commit()
             self.access.sync_all(session, reached)
         self.changed()
+
+    def enroll(self, project: str, instance_id: str) -> str:
+        """Nova's vendordata at boot: the instance is registered in project if it is not yet (its
+        addresses come from Nova's notifications or its own agent) and gets a fresh instance token."""
+        with self.sessions() as session:
+            if session.get(db.DeletedInstance, instance_id) is not None:
+                raise Conflict(f"instance {instance_id!r} was deleted in the cloud")
+            known = session.get(db.Instance, instance_id)
+        if known is None:
+            self.put_instance(CLOUD, project, instance_id, InstanceIn())
+        elif known.project != project:
+            raise Conflict(f"instance {instance_id!r} is registered in project {known.project!r}")
+        return store_token(self.sessions, "instance", project, instance_id)

@@ -23,11 +23,12 @@ def broker(workdir):
 
 @pytest.fixture(scope="session")
 def keystone(workdir):
-    """Projects alpha and beta: a member, a reader each; the bootstrap admin; service user sharedfs."""
+    """Projects alpha and beta: a member, a reader each; the bootstrap admin; service users sharedfs and nova."""
     server = Keystone(workdir / "keystone").start()
     for project in ("alpha", "beta"):
         server.user(f"{project}-member", project, ["member"])
         server.user(f"{project}-reader", project, ["reader"])
-    server.user("sharedfs", "service", ["service"])
+    server.user("sharedfs", "service", ["service"])  # validates tokens ([keystone_authtoken])
+    server.user("nova", "service", ["service"])  # calls vendordata
     yield server
     server.stop()

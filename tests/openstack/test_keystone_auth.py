@@ -107,3 +107,20 @@ def test_no_existence_leak_across_projects(cloud):
     names = [fs["name"] for fs in cloud.call("GET", "/v1.1/{B}/os-filesystem", "b-member").json()["fs_entries"]]
     assert "ks-beta" in names and "ks-show" not in names
 
+
+def test_vendordata_enrolls_for_novas_service_user_only(cloud, keystone):
+    """Nova's DynamicJSON body, as Nova sends it; the answer's token is the instance's own."""
+    body = {"project-id": cloud.a, "instance-id": "vd-1", "image-id": "155d900f-4e14-4e4c-a73d-069cbf4541e6",
+            "user-data": None, "hostname": "vd-1", "metadata": {}, "boot-roles": "member,reader"}  # fmt: skip
+    nova = keystone.token("nova", "service")
+    for who in ("a-member", "a-reader", "inst-a"):
+        assert cloud.call("POST", "/v1.1/vendordata", who, json=body).status_code == 403, who
+    for who in ("bogus", "none", "sfs-project"):
+        assert cloud.call("POST", "/v1.1/vendordata", who, json=body).status_code == 401, who
+    answer = cloud.server.call("POST", "/v1.1/vendordata", nova, json=body)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    assert (data["project"], data["instance_id"], data["api_url"]) == (cloud.a, "vd-1", cloud.server.url)
+    view = f"/v1.1/{cloud.a}/os-instances/vd-1/filesystems"
+    assert cloud.server.call("GET", view, data["token"]).status_code == 200
+    assert cloud.server.call("GET", f"/v1.1/{cloud.b}/os-filesystem", data["token"]).status_code == 403

@@ -1,0 +1,47 @@
+"""POST /v1.1/vendordata with built-in tokens: Nova's DynamicJSON body, the shared secret, a fresh instance token."""
+
+from __future__ import annotations
+
+import pytest
+
+from devtools.apiserver import ApiServer
+
+SECRET = "vendordata-shared-secret-for-tests"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("api-vendordata")
+    (base / "secret").write_text(SECRET + "\n")
+    api = ApiServer(base, extra_args=["--vendordata-secret-file", str(base / "secret"),
+                                      "--public-url", "https://sharedfs.example:8776"]).start()  # fmt: skip
+    yield api
+    api.stop()
+
+
+def body(instance, project="p1"):
+    return {"project-id": project, "instance-id": instance, "image-id": "img", "user-data": None,
+            "hostname": instance, "metadata": {"role": "web"}, "boot-roles": "member"}  # fmt: skip
+
+
+def test_the_secret_enrolls_and_the_token_is_the_instances(server):
+    admin = server.token("admin")
+    assert server.call("POST", "/v1.1/vendordata", None, json=body("v1")).status_code == 401
+    assert server.call("POST", "/v1.1/vendordata", "wrong", json=body("v1")).status_code == 401
+    assert server.call("POST", "/v1.1/vendordata", admin, json=body("v1")).status_code == 401  # only the secret
+    answer = server.call("POST", "/v1.1/vendordata", SECRET, json=body("v1"))
+    assert answer.status_code == 200, answer.text
+    data = answer.json()
+    assert data == {"api_url": "https://sharedfs.example:8776", "token": data["token"], "project": "p1",
+                    "instance_id": "v1", "ca": None}  # fmt: skip
+    assert server.call("GET", "/v1.1/p1/os-instances/v1/filesystems", data["token"]).status_code == 200
+    assert server.call("GET", "/v1.1/p1/os-instances/other/filesystems", data["token"]).status_code == 403
+    listed = server.call("GET", "/v1.1/p1/os-instances", admin).json()["instances"]
+    assert {"id": "v1", "project": "p1", "addresses": []} in listed
+
+
+def test_an_instance_of_another_project_or_a_bad_body_is_refused(server):
+    assert server.call("POST", "/v1.1/vendordata", SECRET, json=body("v2", "p1")).status_code == 200
+    assert server.call("POST", "/v1.1/vendordata", SECRET, json=body("v2", "p2")).status_code == 409
+    assert server.call("POST", "/v1.1/vendordata", SECRET, json={"instance-id": "v3"}).status_code == 400
+    assert server.call("POST", "/v1.1/vendordata", SECRET, json=body("../x")).status_code == 400
