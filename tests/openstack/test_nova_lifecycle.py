@@ -79,7 +79,7 @@ def test_nova_samples_drive_registration_tokens_and_access(stack):
     assert stack.call("PUT", f"/v1.1/{project}/os-filesystem/shared", json={"fs_entry": GL}).status_code == 201
     stack.nova.publish(sample("instance-create-end"))
     assert wait_for(lambda: stack.instances(project).get(instance) == ["192.168.1.3"])
-    assert stack.grants(project, "shared") == {"192.168.1.3"}
+    assert wait_for(lambda: stack.grants(project, "shared") == {"192.168.1.3"})
     stack.nova.publish(sample("instance-interface_attach-end"))
     assert wait_for(lambda: stack.grants(project, "shared") == {"192.168.1.3", "192.168.1.30"})
     stack.nova.publish(sample("instance-interface_detach-end"))
@@ -90,7 +90,7 @@ def test_nova_samples_drive_registration_tokens_and_access(stack):
     assert stack.call("GET", view, token).status_code == 200
     stack.nova.publish(sample("instance-delete-end"))
     assert wait_for(lambda: instance not in stack.instances(project))
-    assert stack.grants(project, "shared") == set()
+    assert wait_for(lambda: stack.grants(project, "shared") == set())
     # Its token is refused at once (no cache window), and cannot register it again.
     assert stack.call("GET", view, token).status_code == 401
     body = {"instance": {"addresses": ["192.168.1.3"]}}
