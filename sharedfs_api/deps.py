@@ -14,7 +14,7 @@ from .errors import Forbidden, Unauthorized
 from .services import FilesystemService, InstanceService, Services
 from .view import AgentView, Hub
 
-__all__ = ["TENANT", "NAME", "INSTANCE", "principal", "nova", "tokens", "filesystems", "instances", "agent_view", "hub"]
+__all__ = ["TENANT", "NAME", "INSTANCE", "principal", "caller", "nova", "tokens", "filesystems", "instances", "agent_view", "hub"]
 
 TENANT = Path(pattern=f"^{wire.IDENT.pattern}$", description="project id")
 NAME = Path(pattern=f"^{wire.FS_NAME.pattern}$", description="filesystem name")
@@ -26,14 +26,19 @@ def tokens(request: Request) -> TokenCache:
 
 
 def principal(request: Request, x_auth_token: Optional[str] = Header(default=None)) -> Principal:
-    """The caller, from X-Auth-Token: 401 when missing or unknown (what it may do, the services decide).
-    With Keystone (keystone.py), the call's policy rule is checked here first: 403 before any lookup."""
+    """The caller, from X-Auth-Token: 401 when missing or unknown (what it may do, the services decide)."""
+    return caller(request, x_auth_token)
+
+
+def caller(request: Request, token: Optional[str]) -> Principal:
+    """principal() for routes that read the header themselves (the long-poll). With Keystone
+    (keystone.py), the call's policy rule is checked first: 403 before anything is looked up."""
     keystone = request.app.state.keystone
     if keystone is not None:
         route = request.scope.get("route")
         tenant = request.path_params.get("tenant", "")
-        return keystone.principal(x_auth_token, tenant, request.method, getattr(route, "path", ""))
-    return tokens(request).resolve(x_auth_token)
+        return keystone.principal(token, tenant, request.method, getattr(route, "path", ""))
+    return tokens(request).resolve(token)
 
 
 def nova(request: Request, x_auth_token: Optional[str] = Header(default=None)) -> None:

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import Principal
-from ..deps import INSTANCE, NAME, TENANT, agent_view, hub, instances, principal, tokens
+from ..deps import INSTANCE, NAME, TENANT, agent_view, caller, hub, instances, principal
 from ..errors import NotFound
 from ..schemas import StateIn
 from ..services import InstanceService
@@ -39,7 +39,7 @@ def make_router(max_wait: int) -> APIRouter:
         x_auth_token: Optional[str] = Header(default=None),
     ):
         # The token is resolved here, after the parameters are validated, as for every other route.
-        who = await run_in_threadpool(tokens(request).resolve, x_auth_token)
+        who = await run_in_threadpool(caller, request, x_auth_token)
         who.require_instance(tenant, instance_id)
         view, changes = agent_view(request), hub(request)
         deadline = time.monotonic() + min(wait, max_wait)

@@ -113,9 +113,9 @@ def test_vendordata_enrolls_for_novas_service_user_only(cloud, keystone):
     body = {"project-id": cloud.a, "instance-id": "vd-1", "image-id": "155d900f-4e14-4e4c-a73d-069cbf4541e6",
             "user-data": None, "hostname": "vd-1", "metadata": {}, "boot-roles": "member,reader"}  # fmt: skip
     nova = keystone.token("nova", "service")
-    for who in ("a-member", "a-reader", "inst-a"):
+    for who in ("a-member", "a-reader", "b-member"):
         assert cloud.call("POST", "/v1.1/vendordata", who, json=body).status_code == 403, who
-    for who in ("bogus", "none", "sfs-project"):
+    for who in ("bogus", "none", "sfs-project", "inst-a"):  # not Keystone tokens
         assert cloud.call("POST", "/v1.1/vendordata", who, json=body).status_code == 401, who
     answer = cloud.server.call("POST", "/v1.1/vendordata", nova, json=body)
     assert answer.status_code == 200, answer.text

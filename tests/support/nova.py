@@ -64,9 +64,12 @@ class NovaNotifier:
 
         conf = cfg.ConfigOpts()
         conf([], project="nova", default_config_files=[])
-        self.transport = oslo_messaging.get_notification_transport(conf, url=transport_url)
+        # Nova's exchange is its control_exchange; a transport takes it when made, and making
+        # one is what registers the option: so one to register, then the one we use.
+        oslo_messaging.get_notification_transport(conf, url=transport_url).cleanup()
+        conf.set_override("control_exchange", "nova")
         conf.set_default("amqp_durable_queues", True, group="oslo_messaging_rabbit")
-        conf.set_override("control_exchange", "nova")  # Nova's exchange is its control_exchange
+        self.transport = oslo_messaging.get_notification_transport(conf, url=transport_url)
         self._notifiers = {}
         self._make = lambda publisher: oslo_messaging.Notifier(
             self.transport, publisher_id=publisher, driver="messagingv2", topics=["versioned_notifications"], retry=-1
