@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sharedfs_agent import actual, fstab, ledger  # noqa: E402
 from sharedfs_agent.config import AgentConfig  # noqa: E402
 from sharedfs_agent.desired import parse_document  # noqa: E402
+from sharedfs_agent.host.mount import Host  # noqa: E402
 from sharedfs_agent.host.probe import probe  # noqa: E402
 from sharedfs_agent.model import OwnedMount  # noqa: E402
 from sharedfs_agent.mounters import registry  # noqa: E402
@@ -66,8 +67,8 @@ def build_world(base: Path, n: int) -> Reconciler:
     fstab.write_atomic(config.fstab, fstab.parse(text).with_owned(owned_lines))
     os.makedirs(config.state_dir)
     ledger.save(config.ledger_path, {fs.mount_point: OwnedMount(fs) for fs in desired.filesystems})
-    return Reconciler(config, FileSource(str(base / "fs.json")), mounters, mountinfo=str(base / "mountinfo"),
-                      prober=lambda paths, timeout: {p: None for p in paths})  # fmt: skip
+    host = Host(mountinfo=str(base / "mountinfo"), prober=lambda paths, timeout: {p: None for p in paths})
+    return Reconciler(config, FileSource(str(base / "fs.json")), mounters, host)
 
 
 def cpu_ms(fn, repeat: int) -> float:
@@ -93,7 +94,7 @@ def measure(base: Path, n: int):
         actual.parse_mountinfo.cache_clear()
         fstab.parse.cache_clear()
         ledger._decode.cache_clear()
-        Reconciler(reconciler.config, reconciler.source, mounters, reconciler.mountinfo, reconciler.prober).run_pass()
+        Reconciler(reconciler.config, reconciler.source, mounters, reconciler.host).run_pass()
 
     return plan_ms, pass_ms, cpu_ms(cold_pass, repeat=max(3, 300 // n))
 

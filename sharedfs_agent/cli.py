@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import enum
 import json
 import logging
 import os
@@ -13,7 +12,8 @@ from typing import List, Optional
 
 from . import __version__, actual, fstab
 from . import config as config_mod
-from .errors import ConfigError, SourceUnavailable, StateError
+from .errors import ExitStatus, SharedfsError, SourceUnavailable, outcome
+from .host.mount import Host
 from .lock import PassLock
 from .mounters import registry
 from .reconcile import PassResult, Reconciler
@@ -26,13 +26,6 @@ __all__ = ["main", "ExitStatus"]
 log = logging.getLogger("sharedfs_agent")
 
 
-class ExitStatus(enum.IntEnum):
-    CONVERGED = 0
-    SOME_FAILED = 1  # some filesystem failed; the others were done
-    USAGE = 2  # usage or config error
-    SOURCE_UNAVAILABLE = 3  # nothing was changed
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sharedfs-agent", description=__doc__.split(":")[0])
     parser.add_argument("--version", action="version", version=f"sharedfs-agent {__version__}")
@@ -40,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.required = True
     helps = {
         "run": "the daemon: wait for a change, reconcile, report (systemd runs this)",
-        "once": "one reconcile pass, then exit (0 converged, 1 some failed, 2 usage, 3 source unavailable)",
+        "once": "one reconcile pass, then exit (0 converged, 1 some failed, 2 usage, 3 source unavailable, "
+        "4 another pass holds the lock)",
         "plan": "show what a pass would do; changes nothing",
         "status": "each filesystem: desired, actual, state, last error",
         "check": "doctor: config, source, clients installed, fstab sane",
@@ -74,11 +68,7 @@ def _reconciler(cfg) -> Reconciler:
 def cmd_once(cfg, args) -> int:
     reconciler = _reconciler(cfg)
     with PassLock(cfg.lock_path, wait=cfg.mount_timeout * 2):
-        try:
-            result = reconciler.run_pass()
-        except SourceUnavailable as e:
-            log.error("source unavailable, nothing changed: %s", e)
-            return ExitStatus.SOURCE_UNAVAILABLE
+        result = reconciler.run_pass()  # SourceUnavailable: main() exits 3, nothing changed
         write_status(cfg.status_path, result.verdicts, reconciler.source.describe())
     for verdict in result.verdicts:
         if verdict.detail:
@@ -87,11 +77,7 @@ def cmd_once(cfg, args) -> int:
 
 
 def cmd_plan(cfg, args) -> int:
-    try:
-        result: PassResult = _reconciler(cfg).run_pass(dry_run=True)
-    except SourceUnavailable as e:
-        log.error("source unavailable: %s", e)
-        return ExitStatus.SOURCE_UNAVAILABLE
+    result: PassResult = _reconciler(cfg).run_pass(dry_run=True)
     if args.json:
         print(
             json.dumps(
@@ -159,8 +145,12 @@ def cmd_check(cfg, args) -> int:
     except SourceUnavailable as e:
         problems.append(f"source: {e}")
         in_use = set(mounters)
+    host = Host()
     for name in sorted(mounters):
-        missing = mounters[name].client_missing()
+        mounter = mounters[name]
+        missing = None
+        if not host.client_installed(mounter.helper, mounter.kernel_fstypes, mounter.kernel_module):
+            missing = mounter.client_hint()
         label = "in use" if name in in_use else "not in use"
         print(f"client {name}: {'missing' if missing else 'ok'} ({label})")
         if missing and name in in_use:
@@ -235,6 +225,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     try:
         return int(COMMANDS[args.command](_config(args), args))
-    except (ConfigError, StateError) as e:
-        log.error("%s", e)
-        return ExitStatus.USAGE
+    except SharedfsError as e:  # what each error means for the exit status is decided in errors.outcome
+        result = outcome(e)
+        log.error("%s", result.detail)
+        return result.exit_status

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 
 from . import identity
 from .config import AgentConfig
-from .errors import ConfigError, SourceUnavailable
+from .errors import ConfigError, SourceUnavailable, outcome
 from .host import systemd
 from .lock import PassLock
 from .model import State
@@ -203,16 +203,20 @@ class Daemon:
         try:
             with PassLock(config.lock_path, wait=config.mount_timeout * 4):
                 result = reconciler.run_pass(allow_cache=True)
-        except SourceUnavailable as e:
-            if reporter is not None:
-                reporter.register(identity.addresses())
-            note = f"source unavailable and no last-known-good state: {e}"
-            log.warning("%s; nothing changed", note)
-            write_status(config.status_path, (), watcher.describe(), note)
-            systemd.notify(f"STATUS={note[:200]}")
-            return
-        except Exception:  # one bad pass must not end the daemon; the next one retries
-            log.exception("reconcile pass failed")
+        except Exception as e:  # one bad pass must not end the daemon; the next one retries
+            result = outcome(e)
+            if not result.expected:
+                log.exception("reconcile pass failed")
+            elif isinstance(e, SourceUnavailable):  # the outage is recorded where people look
+                if reporter is not None:
+                    reporter.register(identity.addresses())
+                note = f"{result.detail} (no last-known-good state)"
+                log.warning("%s", note)
+                write_status(config.status_path, (), watcher.describe(), note)
+                systemd.notify(f"STATUS={note[:200]}")
+            else:
+                log.log(logging.WARNING if result.retry else logging.ERROR, "reconcile pass: %s%s", result.detail,
+                        "" if result.retry else " (a person must act; retried every pass)")  # fmt: skip
             return
         source_up = not result.from_cache
         note = "" if source_up else "source unavailable: running on the last-known-good state (nothing is unmounted)"

@@ -112,18 +112,37 @@ def test_exit_codes(tmp_path):
     assert damaged.returncode == cli.ExitStatus.USAGE and "ledger" in damaged.stderr
 
 
+def test_held_pass_lock_is_its_own_exit_status(tmp_path):
+    from sharedfs_agent.config import load as load_config
+    from sharedfs_agent.lock import PassLock
+
+    conf = write(
+        tmp_path,
+        f"[agent]\nstate_dir = {tmp_path}/state\nfstab = {tmp_path}/fstab\nmount_timeout = 0.1\n"
+        f"allowed_roots = {tmp_path}/mnt\n[file]\npath = {tmp_path}/fs.json\n",
+    )
+    (tmp_path / "fs.json").write_text(json.dumps({"filesystems": []}))
+    with PassLock(load_config(conf).lock_path, wait=0):
+        held = agent("once", "--config", conf)
+        released = agent("release", "--config", conf)
+    assert held.returncode == released.returncode == cli.ExitStatus.LOCKED == 4
+    assert "holds" in held.stderr and "nothing done" in held.stderr
+    assert not (tmp_path / "fstab").exists()
+    assert agent("once", "--config", conf).returncode == cli.ExitStatus.CONVERGED
+
+
 def test_fuse_helper_runs_in_its_own_scope_when_systemd_runs(monkeypatch):
     from sharedfs_agent.host import commands
+    from sharedfs_agent.host.mount import Host, MountSettings
     from sharedfs_agent.model import Filesystem
-    from sharedfs_agent.mounters import MountSettings
 
     seen = []
     monkeypatch.setattr(commands, "run", lambda argv, timeout: seen.append(argv) or commands.Result(argv, 0, "", "", 0))
     mounter = registry(entry_points=())["glusterfs"]
-    monkeypatch.setattr(mounter, "client_missing", lambda: None)
     fs = Filesystem("h", "glusterfs", "gl1:/home", "/mnt/home", ("nosuid",))
-    mounter.mount(fs, MountSettings(30, 15, use_scope=True))
-    mounter.mount(fs, MountSettings(30, 15, use_scope=False))
+    assert mounter.fuse  # the mounter decides it needs a scope; Host runs it there when systemd runs
+    Host().mount(mounter.mount_argv(fs), MountSettings(30, 15, use_scope=True), own_scope="sharedfs mount of h")
+    Host().mount(mounter.mount_argv(fs), MountSettings(30, 15, use_scope=False), own_scope="sharedfs mount of h")
     assert seen[0][:3] == [seen[0][0], "--scope", "--quiet"] and seen[0][0].endswith("systemd-run")
     assert (
         seen[0][seen[0].index("--") + 1 :]
