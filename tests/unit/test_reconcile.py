@@ -12,6 +12,7 @@ import pytest
 from sharedfs_agent import fstab, ledger
 from sharedfs_agent.config import AgentConfig
 from sharedfs_agent.errors import BusyError, SourceUnavailable, TemporaryMountError
+from sharedfs_agent.gather import Gatherer
 from sharedfs_agent.model import State
 from sharedfs_agent.mounters.glusterfs import GlusterfsMounter
 from sharedfs_agent.reconcile import Reconciler
@@ -45,6 +46,18 @@ class FakeMounter(GlusterfsMounter):
             f.writelines(kept)
 
 
+class FileFed:
+    """A Reconciler fed by the file source through gather, as `once` and the daemon feed it."""
+
+    def __init__(self, reconciler, gatherer):
+        self.reconciler, self.gatherer, self.config = reconciler, gatherer, reconciler.config
+        self.source = gatherer.sources["file"]
+
+    def run_pass(self, allow_cache=False):
+        gathered = self.gatherer.gather(allow_cache)
+        return self.reconciler.run_pass(gathered.desired, gathered.fresh)
+
+
 @pytest.fixture
 def world(tmp_path):
     root = tmp_path / "mnt"
@@ -62,12 +75,10 @@ def world(tmp_path):
     mountinfo.write_text("1 0 8:1 / / rw - ext4 /dev/vda rw\n")
     doc = tmp_path / "fs.json"
     mounter = FakeMounter(str(mountinfo), config.ledger_path)
-    reconciler = Reconciler(
-        config,
-        FileSource(str(doc)),
-        {"glusterfs": mounter},
-        mountinfo=str(mountinfo),
-        prober=lambda paths, timeout: {p: None for p in paths},
+    mounters = {"glusterfs": mounter}
+    reconciler = FileFed(
+        Reconciler(config, mounters, mountinfo=str(mountinfo), prober=lambda paths, timeout: {p: None for p in paths}),
+        Gatherer(config, {"file": FileSource(str(doc))}, mounters),
     )
 
     def desire(*names):
