@@ -36,9 +36,11 @@ class Gathered:
     names: Mapping[str, FrozenSet[str]] = field(default_factory=dict)  # source -> entry names it holds
 
     def verdicts_of(self, source: str, verdicts: Sequence[Verdict]) -> Tuple[Verdict, ...]:
-        """The verdicts of this source's own entries (what its reporter may send back)."""
+        """The verdicts of this source's own entries, and of released mounts (names no source
+        holds now: the one that had them is not recorded), which its reporter may send back."""
         mine = self.names.get(source, frozenset())
-        return tuple(v for v in verdicts if v.name in mine)
+        held = frozenset().union(*self.names.values())
+        return tuple(v for v in verdicts if v.name in mine or v.name not in held)
 
 
 class Gatherer:
