@@ -9,7 +9,7 @@ import random
 import signal
 import threading
 import time
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from . import sources
 from .config import AgentConfig
@@ -17,13 +17,13 @@ from .errors import ConfigError, SourceUnavailable
 from .gather import Gatherer
 from .host import systemd
 from .lock import PassLock
-from .model import State
+from .model import State, Verdict
 from .mounters import registry
 from .reconcile import Reconciler
 from .report import write_metrics, write_status
 from .sources import Reporter, Source
 
-__all__ = ["Daemon", "Backoff", "Watcher"]
+__all__ = ["Daemon", "Backoff", "Watcher", "watch"]
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,21 @@ class Watcher(Source):
         return self.source.describe()
 
 
+def watch(config: AgentConfig, stopping: threading.Event,
+          changed: threading.Event) -> Tuple[Dict[str, Watcher], Dict[str, Reporter]]:  # fmt: skip
+    """A watcher (not started) for each source the config names, and the reporters of those that have one."""
+    plugins = sources.registry()
+    watchers: Dict[str, Watcher] = {}
+    reporters: Dict[str, Reporter] = {}
+    for name in config.sources:
+        source = sources.build(plugins[name], config.source_settings.get(name, {}))
+        watchers[name] = Watcher(source, source.long_poll or config.resync_interval, stopping, changed)
+        reporter = plugins[name].reporter(source)
+        if reporter is not None:
+            reporters[name] = reporter
+    return watchers, reporters
+
+
 class Daemon:
     """One agent process. The constructor only assigns; run() holds the loop."""
 
@@ -164,24 +179,16 @@ class Daemon:
 
     def _serve(self, config: AgentConfig) -> None:
         """Run with one config until stopped or told to reload."""
-        plugins = sources.registry()
         stopping, changed = threading.Event(), threading.Event()
-        watchers: Dict[str, Watcher] = {}
-        reporters: Dict[str, Reporter] = {}
-        for name in config.sources:
-            source = sources.build(plugins[name], config.source_settings.get(name, {}))
-            watchers[name] = Watcher(source, source.long_poll or config.resync_interval, stopping, changed)
-            reporter = plugins[name].reporter(source)
-            if reporter is not None:
-                reporters[name] = reporter
+        watchers, reporters = watch(config, stopping, changed)
         mounters = registry()
         gatherer = Gatherer(config, watchers, mounters)
         reconciler = Reconciler(config, mounters)
         for reporter in reporters.values():
             reporter.announce()  # before the first fetch: the source may not know us yet
+        deadline = time.monotonic() + 10.0
         for watcher in watchers.values():
             watcher.start()
-        deadline = time.monotonic() + 10.0
         for watcher in watchers.values():  # a first answer from each, if it gives one soon
             watcher.heard.wait(max(0.0, deadline - time.monotonic()))
         ready = False
@@ -237,10 +244,15 @@ class Daemon:
             reporter.announce()
             if name in gathered.answered:  # states go back only to a source that answered now
                 reporter.report(gathered.verdicts_of(name, result.verdicts))
-        counts = {}
-        for v in result.verdicts:
-            counts[v.state.value] = counts.get(v.state.value, 0) + 1
-        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing attached"
+        summary = _summary(result.verdicts)
         systemd.notify(f"STATUS={summary}{'' if gathered.fresh else f' (source {down} down)'}")
         if result.plan.actions or any(v.state is not State.MOUNTED for v in result.verdicts):
             log.info("pass %d: %s in %.2fs", self.passes, summary, time.monotonic() - start)
+
+
+def _summary(verdicts: Sequence[Verdict]) -> str:
+    """How many filesystems are in each state, e.g. "2 mounted, 1 error"."""
+    counts: Dict[str, int] = {}
+    for v in verdicts:
+        counts[v.state.value] = counts.get(v.state.value, 0) + 1
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing attached"
