@@ -8,18 +8,17 @@ import logging
 import os
 import sys
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
-from . import __version__, actual, fstab
+from . import __version__, actual, fstab, sources
 from . import config as config_mod
 from .errors import ExitStatus, SharedfsError, SourceUnavailable, outcome
+from .gather import Gatherer
 from .host.mount import Host
 from .lock import PassLock
 from .mounters import registry
 from .reconcile import PassResult, Reconciler
 from .report import read_status, write_status
-from .sources import make_source
-from .sources.file import FileSource
 
 __all__ = ["main", "ExitStatus"]
 
@@ -58,18 +57,27 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config(args) -> config_mod.AgentConfig:
     args.config_path = args.config or os.environ.get(config_mod.ENV_VAR) or config_mod.DEFAULT_PATH
-    return config_mod.load(args.config_path)
+    return _load(args.config_path)
 
 
-def _reconciler(cfg) -> Reconciler:
-    return Reconciler(cfg, make_source(cfg), registry())
+def _load(path: str) -> config_mod.AgentConfig:
+    """The config, with the sections of every source installed (read again on each SIGHUP)."""
+    return config_mod.load(path, sources.registry())
+
+
+def _built(cfg) -> Tuple[Gatherer, Reconciler]:
+    """Every source the config names, built by its plugin, and a reconciler for what they say."""
+    plugins, mounters = sources.registry(), registry()
+    built = {name: sources.build(plugins[name], cfg.source_settings.get(name, {})) for name in cfg.sources}
+    return Gatherer(cfg, built, mounters), Reconciler(cfg, mounters)
 
 
 def cmd_once(cfg, args) -> int:
-    reconciler = _reconciler(cfg)
+    gatherer, reconciler = _built(cfg)
     with PassLock(cfg.lock_path, wait=cfg.mount_timeout * 2):
-        result = reconciler.run_pass()  # SourceUnavailable: main() exits 3, nothing changed
-        write_status(cfg.status_path, result.verdicts, reconciler.source.describe())
+        gathered = gatherer.gather()  # every source must answer now; else main() exits 3, nothing changed
+        result = reconciler.run_pass(gathered.desired, gathered.fresh)
+        write_status(cfg.status_path, result.verdicts, gatherer.describe())
     for verdict in result.verdicts:
         if verdict.detail:
             log.warning("%s %s: %s: %s", verdict.name, verdict.mount_point or "-", verdict.state.value, verdict.detail)
@@ -77,7 +85,9 @@ def cmd_once(cfg, args) -> int:
 
 
 def cmd_plan(cfg, args) -> int:
-    result: PassResult = _reconciler(cfg).run_pass(dry_run=True)
+    gatherer, reconciler = _built(cfg)
+    gathered = gatherer.gather()  # SourceUnavailable: main() exits 3
+    result: PassResult = reconciler.run_pass(gathered.desired, gathered.fresh, dry_run=True)
     if args.json:
         print(
             json.dumps(
@@ -130,13 +140,13 @@ def cmd_status(cfg, args) -> int:
 
 def cmd_check(cfg, args) -> int:
     problems: List[str] = []
-    print(f"config: ok (source {cfg.source}, state_dir {cfg.state_dir}, fstab {cfg.fstab})")
-    mounters = registry()
-    reconciler = Reconciler(cfg, make_source(cfg), mounters)
+    print(f"config: ok (source {', '.join(cfg.sources)}, state_dir {cfg.state_dir}, fstab {cfg.fstab})")
+    gatherer, reconciler = _built(cfg)
+    mounters = reconciler.mounters
     try:
-        desired, _ = reconciler.fetch()
+        desired = gatherer.gather().desired
         print(
-            f"source: ok ({reconciler.source.describe()}): {len(desired.filesystems)} filesystems, "
+            f"source: ok ({gatherer.describe()}): {len(desired.filesystems)} filesystems, "
             f"{len(desired.rejections)} refused"
         )
         for r in desired.rejections:
@@ -166,7 +176,7 @@ def cmd_check(cfg, args) -> int:
 
 
 def cmd_release(cfg, args) -> int:
-    reconciler = Reconciler(cfg, FileSource(os.devnull), registry())  # the source is not consulted
+    reconciler = Reconciler(cfg, registry())  # no source is consulted
     with PassLock(cfg.lock_path, wait=cfg.mount_timeout * 2):
         result = reconciler.release_all()
     for verdict in result.verdicts:
@@ -177,7 +187,7 @@ def cmd_release(cfg, args) -> int:
 def cmd_run(cfg, args) -> int:
     from .daemon import Daemon
 
-    return Daemon(args.config_path, config_mod.load).run()
+    return Daemon(args.config_path, _load).run()
 
 
 COMMANDS = {

@@ -1,22 +1,20 @@
-"""One reconcile pass: fetch -> observe -> plan -> apply, each filesystem's failure kept to itself."""
+"""One reconcile pass: desired (from gather) -> observe -> plan -> apply, each filesystem's failure kept to itself."""
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Tuple
 
-from . import cache, fstab, ledger
+from . import fstab, ledger
 from .config import AgentConfig
-from .desired import Desired, parse_document
-from .errors import ClientMissing, MountError, SourceUnavailable, outcome
+from .desired import Desired
+from .errors import ClientMissing, MountError, outcome
 from .host import systemd
 from .host.mount import Host, MountSettings
 from .model import Action, ActionKind, Filesystem, Observed, OwnedMount, Plan, State, Verdict
 from .mounters import Mounter
 from .plan import plan as make_plan
-from .sources.base import Source
 
 __all__ = ["Reconciler", "PassResult"]
 
@@ -37,58 +35,24 @@ class PassResult:
 
 
 class Reconciler:
-    """Carries out passes for one config; holds no state between passes but what is on disk."""
+    """Carries out passes for one config; holds no state between passes but what is on disk.
+    It takes the desired state as given (gather.py fetches it): it knows no source."""
 
     def __init__(
         self,
         config: AgentConfig,
-        source: Source,
         mounters: Mapping[str, Mounter],
         host: Optional[Host] = None,
     ) -> None:
         self.config = config
-        self.source = source
         self.mounters = mounters
         self.host = Host() if host is None else host  # every side effect goes through it
-        self._validated: Optional[Tuple[bytes, Desired]] = None
         use_scope = config.use_systemd_scope
         self.settings = MountSettings(
             config.mount_timeout,
             config.unmount_timeout,
             systemd.booted() if use_scope is None else use_scope,
         )
-
-    # -- fetch ------------------------------------------------------------------------------
-
-    def fetch(self, allow_cache: bool = False) -> Tuple[Desired, bool]:
-        """(desired, fresh). Fresh means the source answered now; only then may we unmount.
-
-        With allow_cache, a source that is down gives the last-known-good document instead.
-        """
-        try:
-            document = self.source.fetch()
-            desired = self._validate(document)
-        except SourceUnavailable as e:
-            saved = cache.load(self.config.cache_path) if allow_cache else None
-            if saved is None:
-                raise
-            log.warning("source unavailable (%s); using the last-known-good state", e)
-            return self._validate(saved), False
-        cache.save(self.config.cache_path, document)
-        return desired, True
-
-    def _validate(self, document: bytes) -> Desired:
-        """JSON bytes -> Desired; the last result is kept, as an idle daemon sees one document
-        again and again (the only state a Reconciler keeps, and it is derived)."""
-        if self._validated is not None and self._validated[0] == document:
-            return self._validated[1]
-        try:
-            parsed = json.loads(document)
-        except ValueError as e:
-            raise SourceUnavailable(f"{self.source.describe()}: not valid JSON: {e}") from None
-        desired = parse_document(parsed, self.mounters, self.config)
-        self._validated = (document, desired)
-        return desired
 
     # -- observe ----------------------------------------------------------------------------
 
@@ -222,8 +186,8 @@ class Reconciler:
         """Unmount everything we own and drop all our fstab lines (for an uninstall)."""
         return self._reconcile(Desired((), ()), fresh=True)
 
-    def run_pass(self, allow_cache: bool = False, dry_run: bool = False) -> PassResult:
-        desired, fresh = self.fetch(allow_cache)
+    def run_pass(self, desired: Desired, fresh: bool, dry_run: bool = False) -> PassResult:
+        """fresh: the desired state was answered now by every source, so unmounting is allowed."""
         return self._reconcile(desired, fresh, dry_run)
 
     def _reconcile(self, desired: Desired, fresh: bool, dry_run: bool = False) -> PassResult:

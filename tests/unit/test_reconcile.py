@@ -11,11 +11,25 @@ import pytest
 from sharedfs_agent import fstab, ledger
 from sharedfs_agent.config import AgentConfig
 from sharedfs_agent.errors import BusyError, SourceUnavailable, TemporaryMountError
+from sharedfs_agent.gather import Gatherer
 from sharedfs_agent.host.fake import FakeHost
 from sharedfs_agent.model import PathState, State
 from sharedfs_agent.mounters import registry
 from sharedfs_agent.reconcile import Reconciler
 from sharedfs_agent.sources.file import FileSource
+
+
+class FileFed:
+    """A Reconciler fed by the file source through gather, as `once` and the daemon feed it."""
+
+    def __init__(self, reconciler, gatherer):
+        self.reconciler, self.gatherer = reconciler, gatherer
+        self.config, self.settings = reconciler.config, reconciler.settings
+        self.source = gatherer.sources["file"]
+
+    def run_pass(self, allow_cache=False):
+        gathered = self.gatherer.gather(allow_cache)
+        return self.reconciler.run_pass(gathered.desired, gathered.fresh)
 
 
 @pytest.fixture
@@ -33,7 +47,8 @@ def world(tmp_path):
     (tmp_path / "fstab").write_text("# foreign\n")
     doc = tmp_path / "fs.json"
     host = FakeHost()
-    reconciler = Reconciler(config, FileSource(str(doc)), registry(entry_points=()), host)
+    mounters = registry(entry_points=())
+    reconciler = FileFed(Reconciler(config, mounters, host), Gatherer(config, {"file": FileSource(str(doc))}, mounters))
 
     def desire(*names):
         doc.write_text(
@@ -152,8 +167,7 @@ def test_the_mounters_health_rule_decides_remount_or_leave(world):
     reconciler.run_pass()
     host.health[f"{root}/stale"] = "ESTALE: Stale file handle"  # a fresh mount cures it
     host.health[f"{root}/hung"] = "no answer within 5s (server unreachable?)"  # touching it could hang
-    desired, _ = reconciler.fetch()
-    observed = reconciler.observe(desired)
+    observed = reconciler.reconciler.observe(reconciler.gatherer.gather().desired)
     assert set(observed.broken) == {f"{root}/stale"} and set(observed.hung) == {f"{root}/hung"}
     host.log.clear()
     host.health.clear()  # the remount cures it
