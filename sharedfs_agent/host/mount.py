@@ -61,7 +61,7 @@ class Host:
         """Run a mount helper; raises TemporaryMountError (or TimeoutExpired) when it fails.
 
         own_scope, when given, describes the transient systemd scope the helper runs in: a FUSE
-        client must outlive the agent (invariant 8). Without systemd it runs in the agent's cgroup.
+        client must outlive the agent (docs/design.md, invariant 8). Without systemd it runs in the agent's cgroup.
         """
         if own_scope and settings.use_scope:
             argv = systemd.in_own_scope(argv, own_scope)

@@ -51,7 +51,7 @@ class Mounter:
     options: Mapping[str, Optional[Pattern]] = {}
     # Added to the fstab line only, so a boot never waits on or fails for a server that is down.
     boot_options: Tuple[str, ...] = ("_netdev", "nofail")
-    # Its client is a user-space daemon that must outlive the agent (invariant 8).
+    # Its client is a user-space daemon that must outlive the agent (docs/design.md, invariant 8).
     fuse: bool = False
     # Probe errnos ("ESTALE") that mean "remount it"; any other probe failure means "hung, leave it".
     remount_on: FrozenSet[str] = REMOUNT_ON
