@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sharedfs_agent import actual, fstab, ledger  # noqa: E402
 from sharedfs_agent.config import AgentConfig  # noqa: E402
 from sharedfs_agent.desired import parse_document  # noqa: E402
+from sharedfs_agent.gather import Gatherer  # noqa: E402
+from sharedfs_agent.host.mount import Host  # noqa: E402
 from sharedfs_agent.host.probe import probe  # noqa: E402
 from sharedfs_agent.model import OwnedMount  # noqa: E402
 from sharedfs_agent.mounters import registry  # noqa: E402
@@ -35,7 +37,18 @@ from sharedfs_agent.sources.file import FileSource  # noqa: E402
 ROOT = "/mnt/bench"
 
 
-def build_world(base: Path, n: int) -> Reconciler:
+class World:
+    """A reconciler and the file source's gatherer, as `once` and the daemon build them."""
+
+    def __init__(self, reconciler: Reconciler, gatherer: Gatherer) -> None:
+        self.reconciler, self.gatherer = reconciler, gatherer
+
+    def run_pass(self):
+        gathered = self.gatherer.gather()
+        return self.reconciler.run_pass(gathered.desired, gathered.fresh)
+
+
+def build_world(base: Path, n: int) -> World:
     """A converged host with n GlusterFS mounts: every file the pass reads, at that size."""
     base.mkdir(parents=True)
     config = AgentConfig(state_dir=str(base / "state"), fstab=str(base / "fstab"), allowed_roots=(ROOT,))
@@ -66,8 +79,9 @@ def build_world(base: Path, n: int) -> Reconciler:
     fstab.write_atomic(config.fstab, fstab.parse(text).with_owned(owned_lines))
     os.makedirs(config.state_dir)
     ledger.save(config.ledger_path, {fs.mount_point: OwnedMount(fs) for fs in desired.filesystems})
-    return Reconciler(config, FileSource(str(base / "fs.json")), mounters, mountinfo=str(base / "mountinfo"),
-                      prober=lambda paths, timeout: {p: None for p in paths})  # fmt: skip
+    host = Host(mountinfo=str(base / "mountinfo"), prober=lambda paths, timeout: {p: None for p in paths})
+    reconciler = Reconciler(config, mounters, host)
+    return World(reconciler, Gatherer(config, {"file": FileSource(str(base / "fs.json"))}, mounters))
 
 
 def cpu_ms(fn, repeat: int) -> float:
@@ -79,21 +93,23 @@ def cpu_ms(fn, repeat: int) -> float:
 
 
 def measure(base: Path, n: int):
-    reconciler = build_world(base / f"n{n}", n)
-    result = reconciler.run_pass()
+    world = build_world(base / f"n{n}", n)
+    result = world.run_pass()
     assert result.plan.converged, result.plan.actions[:3]
-    desired, _ = reconciler.fetch()
+    reconciler = world.reconciler
+    desired = world.gatherer.gather().desired
     observed = reconciler.observe(desired)
     mounters = reconciler.mounters
     plan_ms = cpu_ms(lambda: plan(desired, observed, mounters, may_unmount=True), repeat=max(5, 2000 // n))
-    pass_ms = cpu_ms(reconciler.run_pass, repeat=max(3, 500 // n))
+    pass_ms = cpu_ms(world.run_pass, repeat=max(3, 500 // n))
 
     def cold_pass():
         """As the first pass of a new process: nothing parsed or validated yet."""
         actual.parse_mountinfo.cache_clear()
         fstab.parse.cache_clear()
         ledger._decode.cache_clear()
-        Reconciler(reconciler.config, reconciler.source, mounters, reconciler.mountinfo, reconciler.prober).run_pass()
+        World(Reconciler(reconciler.config, mounters, reconciler.host),
+              Gatherer(reconciler.config, world.gatherer.sources, mounters)).run_pass()  # fmt: skip
 
     return plan_ms, pass_ms, cpu_ms(cold_pass, repeat=max(3, 300 // n))
 

@@ -3,34 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import enum
 import json
 import logging
 import os
 import sys
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
-from . import __version__, actual, fstab
+from . import __version__, actual, fstab, sources
 from . import config as config_mod
-from .errors import ConfigError, SourceUnavailable, StateError
+from .errors import ExitStatus, SharedfsError, SourceUnavailable, outcome
+from .gather import Gatherer
+from .host.mount import Host
 from .lock import PassLock
 from .mounters import registry
 from .reconcile import PassResult, Reconciler
 from .report import read_status, write_status
-from .sources import make_source
-from .sources.file import FileSource
 
 __all__ = ["main", "ExitStatus"]
 
 log = logging.getLogger("sharedfs_agent")
-
-
-class ExitStatus(enum.IntEnum):
-    CONVERGED = 0
-    SOME_FAILED = 1  # some filesystem failed; the others were done
-    USAGE = 2  # usage or config error
-    SOURCE_UNAVAILABLE = 3  # nothing was changed
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.required = True
     helps = {
         "run": "the daemon: wait for a change, reconcile, report (systemd runs this)",
-        "once": "one reconcile pass, then exit (0 converged, 1 some failed, 2 usage, 3 source unavailable)",
+        "once": "one reconcile pass, then exit (0 converged, 1 some failed, 2 usage, 3 source unavailable, "
+        "4 another pass holds the lock)",
         "plan": "show what a pass would do; changes nothing",
         "status": "each filesystem: desired, actual, state, last error",
         "check": "doctor: config, source, clients installed, fstab sane",
@@ -64,22 +57,27 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config(args) -> config_mod.AgentConfig:
     args.config_path = args.config or os.environ.get(config_mod.ENV_VAR) or config_mod.DEFAULT_PATH
-    return config_mod.load(args.config_path)
+    return _load(args.config_path)
 
 
-def _reconciler(cfg) -> Reconciler:
-    return Reconciler(cfg, make_source(cfg), registry())
+def _load(path: str) -> config_mod.AgentConfig:
+    """The config, with the sections of every source installed (read again on each SIGHUP)."""
+    return config_mod.load(path, sources.registry())
+
+
+def _built(cfg) -> Tuple[Gatherer, Reconciler]:
+    """Every source the config names, built by its plugin, and a reconciler for what they say."""
+    plugins, mounters = sources.registry(), registry()
+    built = {name: sources.build(plugins[name], cfg.source_settings.get(name, {})) for name in cfg.sources}
+    return Gatherer(cfg, built, mounters), Reconciler(cfg, mounters)
 
 
 def cmd_once(cfg, args) -> int:
-    reconciler = _reconciler(cfg)
+    gatherer, reconciler = _built(cfg)
     with PassLock(cfg.lock_path, wait=cfg.mount_timeout * 2):
-        try:
-            result = reconciler.run_pass()
-        except SourceUnavailable as e:
-            log.error("source unavailable, nothing changed: %s", e)
-            return ExitStatus.SOURCE_UNAVAILABLE
-        write_status(cfg.status_path, result.verdicts, reconciler.source.describe())
+        gathered = gatherer.gather()  # every source must answer now; else main() exits 3, nothing changed
+        result = reconciler.run_pass(gathered.desired, gathered.fresh)
+        write_status(cfg.status_path, result.verdicts, gatherer.describe())
     for verdict in result.verdicts:
         if verdict.detail:
             log.warning("%s %s: %s: %s", verdict.name, verdict.mount_point or "-", verdict.state.value, verdict.detail)
@@ -87,11 +85,9 @@ def cmd_once(cfg, args) -> int:
 
 
 def cmd_plan(cfg, args) -> int:
-    try:
-        result: PassResult = _reconciler(cfg).run_pass(dry_run=True)
-    except SourceUnavailable as e:
-        log.error("source unavailable: %s", e)
-        return ExitStatus.SOURCE_UNAVAILABLE
+    gatherer, reconciler = _built(cfg)
+    gathered = gatherer.gather()  # SourceUnavailable: main() exits 3
+    result: PassResult = reconciler.run_pass(gathered.desired, gathered.fresh, dry_run=True)
     if args.json:
         print(
             json.dumps(
@@ -144,13 +140,13 @@ def cmd_status(cfg, args) -> int:
 
 def cmd_check(cfg, args) -> int:
     problems: List[str] = []
-    print(f"config: ok (source {cfg.source}, state_dir {cfg.state_dir}, fstab {cfg.fstab})")
-    mounters = registry()
-    reconciler = Reconciler(cfg, make_source(cfg), mounters)
+    print(f"config: ok (source {', '.join(cfg.sources)}, state_dir {cfg.state_dir}, fstab {cfg.fstab})")
+    gatherer, reconciler = _built(cfg)
+    mounters = reconciler.mounters
     try:
-        desired, _ = reconciler.fetch()
+        desired = gatherer.gather().desired
         print(
-            f"source: ok ({reconciler.source.describe()}): {len(desired.filesystems)} filesystems, "
+            f"source: ok ({gatherer.describe()}): {len(desired.filesystems)} filesystems, "
             f"{len(desired.rejections)} refused"
         )
         for r in desired.rejections:
@@ -159,8 +155,12 @@ def cmd_check(cfg, args) -> int:
     except SourceUnavailable as e:
         problems.append(f"source: {e}")
         in_use = set(mounters)
+    host = Host()
     for name in sorted(mounters):
-        missing = mounters[name].client_missing()
+        mounter = mounters[name]
+        missing = None
+        if not host.client_installed(mounter.helper, mounter.kernel_fstypes, mounter.kernel_module):
+            missing = mounter.client_hint()
         label = "in use" if name in in_use else "not in use"
         print(f"client {name}: {'missing' if missing else 'ok'} ({label})")
         if missing and name in in_use:
@@ -176,7 +176,7 @@ def cmd_check(cfg, args) -> int:
 
 
 def cmd_release(cfg, args) -> int:
-    reconciler = Reconciler(cfg, FileSource(os.devnull), registry())  # the source is not consulted
+    reconciler = Reconciler(cfg, registry())  # no source is consulted
     with PassLock(cfg.lock_path, wait=cfg.mount_timeout * 2):
         result = reconciler.release_all()
     for verdict in result.verdicts:
@@ -187,7 +187,7 @@ def cmd_release(cfg, args) -> int:
 def cmd_run(cfg, args) -> int:
     from .daemon import Daemon
 
-    return Daemon(args.config_path, config_mod.load).run()
+    return Daemon(args.config_path, _load).run()
 
 
 COMMANDS = {
@@ -235,6 +235,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     try:
         return int(COMMANDS[args.command](_config(args), args))
-    except (ConfigError, StateError) as e:
-        log.error("%s", e)
-        return ExitStatus.USAGE
+    except SharedfsError as e:  # what each error means for the exit status is decided in errors.outcome
+        result = outcome(e)
+        log.error("%s", result.detail)
+        return result.exit_status

@@ -6,10 +6,12 @@ import configparser
 import grp
 import os
 import pwd
-from dataclasses import dataclass
-from typing import Optional, Tuple
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from .errors import ConfigError
+from .sources.base import Key, SourcePlugin  # the contract only: config never loads a source
 
 __all__ = ["AgentConfig", "load", "DEFAULT_PATH", "ENV_VAR"]
 
@@ -22,10 +24,12 @@ DEFAULT_ALLOWED_ROOTS = ("/mnt", "/media", "/srv", "/home", "/data", "/shared", 
 
 @dataclass(frozen=True)
 class AgentConfig:
-    source: str = "file"  # "file" (this issue) or "api"
-    state_dir: str = "/var/lib/sharedfs-agent"  # ledger, last-known-good cache, status file
+    sources: Tuple[str, ...] = ("file",)  # [agent] source: the sources whose union is desired
+    # Each source's section, every declared key present (defaults filled), for the sources in
+    # use and any other section the file sets; sources.build() fills defaults for a missing one.
+    source_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    state_dir: str = "/var/lib/sharedfs-agent"  # ledger, last-known-good caches, status file
     fstab: str = "/etc/fstab"
-    file_path: str = "/etc/sharedfs-agent/filesystems.json"  # [file] path
     allowed_roots: Tuple[str, ...] = DEFAULT_ALLOWED_ROOTS
     allow_suid: bool = False  # may an entry ask for suid? (nosuid is added otherwise)
     allow_dev: bool = False  # may an entry ask for dev? (nodev is added otherwise)
@@ -40,16 +44,6 @@ class AgentConfig:
     mount_point_gid: int = 0
     use_systemd_scope: Optional[bool] = None  # None: when systemd is PID 1
     resync_interval: float = 300.0  # the daemon reconciles at least this often (repairs drift)
-    # [api]
-    api_url: str = ""  # e.g. https://sharedfs.example:8776
-    api_token_file: str = "/etc/sharedfs-agent/token"  # mode 0600
-    api_ca_bundle: str = ""  # CA bundle for the API's TLS certificate; empty: the system's
-    api_wait: float = 60.0  # long-poll hold asked of the server (seconds)
-    instance_id: str = ""  # empty: discovered (cloud-init, metadata service, config drive)
-    project: str = ""
-    metadata_url: str = "http://169.254.169.254"
-    instance_data: str = "/run/cloud-init/instance-data.json"
-    config_drive_dir: str = ""  # a mounted config drive; empty: look for the label config-2
     # [metrics]
     metrics_textfile: str = ""  # Prometheus node-exporter textfile; empty: none
 
@@ -57,8 +51,13 @@ class AgentConfig:
     def ledger_path(self) -> str:
         return os.path.join(self.state_dir, "owned.json")
 
+    def cache_path(self, source: str) -> str:
+        """One source's last-known-good document."""
+        return os.path.join(self.state_dir, f"desired-{source}.json")
+
     @property
-    def cache_path(self) -> str:
+    def legacy_cache_path(self) -> str:
+        """Where agents before several sources kept the one source's document."""
         return os.path.join(self.state_dir, "desired.json")
 
     @property
@@ -72,7 +71,8 @@ class AgentConfig:
 
 _BOOL = {"1": True, "yes": True, "true": True, "on": True, "0": False, "no": False, "false": False, "off": False}
 
-# section -> key -> (field name, parser); anything else in these sections is a typo and refused.
+# The agent's own sections: key -> field name; anything else there is a typo and refused.
+# Each source declares its own section (sources/<name>.py, `keys`).
 _KNOWN = {
     "agent": {
         "source": "source",
@@ -91,18 +91,6 @@ _KNOWN = {
         "mount_point_owner": "mount_point_owner",
         "use_systemd_scope": "use_systemd_scope",
         "resync_interval": "resync_interval",
-    },
-    "file": {"path": "file_path"},
-    "api": {
-        "url": "api_url",
-        "token_file": "api_token_file",
-        "ca_bundle": "api_ca_bundle",
-        "wait": "api_wait",
-        "instance_id": "instance_id",
-        "project": "project",
-        "metadata_url": "metadata_url",
-        "instance_data": "instance_data",
-        "config_drive_dir": "config_drive_dir",
     },
     "metrics": {"textfile": "metrics_textfile"},
 }
@@ -147,8 +135,31 @@ def _owner(section: str, value: str) -> Tuple[int, int]:
     return uid, gid
 
 
-def load(path: str) -> AgentConfig:
-    """Read and check the whole file; every problem is a ConfigError that names the key."""
+def load(path: str, plugins: Mapping[str, SourcePlugin]) -> AgentConfig:
+    """Read and check the whole file; every problem is a ConfigError that names the key.
+    plugins: the source registry (sources.registry()); each source's section is allowed too."""
+    parser = _read(path)
+    values: dict = {}
+    settings: Dict[str, Dict[str, Any]] = {}
+    for section in parser.sections():
+        if section in _KNOWN:
+            values.update(_agent_section(path, section, parser.items(section)))
+        elif section in plugins:
+            settings[section] = _source_section(path, section, parser.items(section), plugins[section].keys)
+        else:
+            raise ConfigError(f"{path}: unknown section [{section}]")
+    names = _source_names(values.pop("source", "file"), plugins)
+    for name in names:
+        settings.setdefault(name, _defaults(plugins[name].keys))
+        missing = [key for key, spec in plugins[name].keys.items() if spec.required and not settings[name][key]]
+        if missing:
+            raise ConfigError(f"[agent] source = {name} needs [{name}] {', '.join(missing)}")
+    for name in ("state_dir", "fstab", "metrics_textfile"):
+        _check_kind(f"{name} = {values.get(name)!r}", values.get(name), "path")
+    return AgentConfig(sources=names, source_settings=settings, **values)
+
+
+def _read(path: str) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
     try:
         with open(path, encoding="utf-8") as f:
@@ -157,39 +168,73 @@ def load(path: str) -> AgentConfig:
         raise ConfigError(f"config file {path} not found (set {ENV_VAR} or --config)") from None
     except (OSError, UnicodeDecodeError, configparser.Error) as e:
         raise ConfigError(f"config file {path}: {e}") from None
+    return parser
 
-    values: dict = {}
+
+def _agent_section(path: str, section: str, items) -> Dict[str, Any]:
+    values: Dict[str, Any] = {}
     hints = AgentConfig.__annotations__
-    for section in parser.sections():
-        known = _KNOWN.get(section)
-        if known is None:
-            raise ConfigError(f"{path}: unknown section [{section}]")
-        for key, raw in parser.items(section):
-            name = known.get(key)
-            if name is None:
-                raise ConfigError(f"{path}: unknown key {key!r} in [{section}]")
-            if name == "allowed_roots":
-                values[name] = _roots(section, raw)
-            elif name == "mount_point_mode":
-                try:
-                    values[name] = int(raw.strip(), 8)
-                except ValueError:
-                    raise ConfigError(f"[{section}] mount_point_mode = {raw!r}: expected octal like 0755") from None
-            elif name == "mount_point_owner":
-                values["mount_point_uid"], values["mount_point_gid"] = _owner(section, raw)
-            else:
-                values[name] = _parse_value(section, key, raw, hints[name])
-    if values.get("source", "file") not in ("file", "api"):
-        raise ConfigError(f"[agent] source = {values['source']!r}: expected file or api")
-    for name in ("state_dir", "fstab", "file_path", "api_token_file", "instance_data", "metrics_textfile"):
-        if values.get(name) and not os.path.isabs(values[name]):
-            raise ConfigError(f"{name} = {values[name]!r}: must be an absolute path")
-    for name in ("api_url", "metadata_url"):
-        if values.get(name) and not values[name].startswith(("http://", "https://")):
-            raise ConfigError(f"{name} = {values[name]!r}: must be an http:// or https:// URL")
-    if values.get("source") == "api" and not values.get("api_url"):
-        raise ConfigError("[agent] source = api needs [api] url")
-    return AgentConfig(**values)
+    known = _KNOWN[section]
+    for key, raw in items:
+        name = known.get(key)
+        if name is None:
+            raise ConfigError(f"{path}: unknown key {key!r} in [{section}]")
+        if name == "source":
+            values[name] = raw
+        elif name == "allowed_roots":
+            values[name] = _roots(section, raw)
+        elif name == "mount_point_mode":
+            try:
+                values[name] = int(raw.strip(), 8)
+            except ValueError:
+                raise ConfigError(f"[{section}] mount_point_mode = {raw!r}: expected octal like 0755") from None
+        elif name == "mount_point_owner":
+            values["mount_point_uid"], values["mount_point_gid"] = _owner(section, raw)
+        else:
+            values[name] = _parse_value(section, key, raw, hints[name])
+    return values
+
+
+def _source_names(raw: str, plugins: Mapping[str, SourcePlugin]) -> Tuple[str, ...]:
+    """`source = api, file` (commas or white space): each a known source, none twice."""
+    names = tuple(name for name in re.split(r"[\s,]+", raw) if name)
+    if not names:
+        raise ConfigError("[agent] source is empty: name at least one source")
+    for name in names:
+        if name not in plugins:
+            raise ConfigError(f"[agent] source = {raw!r}: unknown source {name!r} (this agent knows: "
+                              f"{', '.join(sorted(plugins))})")  # fmt: skip
+        if names.count(name) > 1:
+            raise ConfigError(f"[agent] source = {raw!r}: {name!r} is named twice")
+    return names
+
+
+def _defaults(keys: Mapping[str, Key]) -> Dict[str, Any]:
+    return {key: spec.default for key, spec in keys.items()}
+
+
+def _source_section(path: str, section: str, items, keys: Mapping[str, Key]) -> Dict[str, Any]:
+    """A source's section: only the keys its plugin declares, each checked by its kind."""
+    values = _defaults(keys)
+    for key, raw in items:
+        spec = keys.get(key)
+        if spec is None:
+            raise ConfigError(f"{path}: unknown key {key!r} in [{section}]")
+        value = raw.strip()
+        if spec.kind == "seconds":
+            value = _parse_value(section, key, raw, "float")
+        _check_kind(f"[{section}] {key} = {raw!r}", value, spec.kind)
+        values[key] = value
+    return values
+
+
+def _check_kind(where: str, value: Any, kind: str) -> None:
+    if not value:
+        return  # empty: the default, or "none" where the key allows it
+    if kind == "path" and not os.path.isabs(value):
+        raise ConfigError(f"{where}: must be an absolute path")
+    if kind == "url" and not value.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: must be an http:// or https:// URL")
 
 
 def _roots(section: str, raw: str) -> Tuple[str, ...]:

@@ -9,21 +9,21 @@ import random
 import signal
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-from . import identity
+from . import sources
 from .config import AgentConfig
-from .errors import ConfigError, SourceUnavailable
+from .errors import ConfigError, SourceUnavailable, outcome
+from .gather import Gatherer
 from .host import systemd
 from .lock import PassLock
-from .model import State
+from .model import State, Verdict
 from .mounters import registry
 from .reconcile import Reconciler
-from .report import ApiReporter, write_metrics, write_status
-from .sources import Source, make_source
-from .sources.api import ApiSource
+from .report import write_metrics, write_status
+from .sources import Reporter, Source
 
-__all__ = ["Daemon", "Backoff", "Watcher"]
+__all__ = ["Daemon", "Backoff", "Watcher", "watch"]
 
 log = logging.getLogger(__name__)
 
@@ -44,26 +44,28 @@ class Backoff:
         self.failures = 0
 
 
-class Watcher:
-    """A thread that long-polls the source and keeps the newest document; `changed` is set when
-    it differs from the one before. Reconciling never waits on the network because of it."""
+class Watcher(Source):
+    """A thread that long-polls one source and keeps the newest document; `changed` (shared by
+    all watchers) is set when it differs from the one before. Reconciling never waits on the
+    network because of it. A source that does not long-poll is asked with wait=resync_interval."""
 
-    def __init__(self, source: Source, wait: float, stopping: threading.Event, min_interval: float = 30.0) -> None:
-        self.source, self.wait, self.stopping = source, wait, stopping
+    def __init__(self, source: Source, wait: float, stopping: threading.Event, changed: threading.Event,
+                 min_interval: float = 30.0) -> None:  # fmt: skip
+        self.source, self.wait, self.stopping, self.changed = source, wait, stopping, changed
         self.min_interval = min_interval  # between polls when the server does not hold requests
-        self.changed = threading.Event()
+        self.heard = threading.Event()  # set on the first answer or error
         self.lock = threading.Lock()
         self.document: Optional[bytes] = None
         self.error: Optional[SourceUnavailable] = SourceUnavailable("no answer from the source yet")
         self.backoff = Backoff()
         self.requests = 0
-        self.thread = threading.Thread(target=self._loop, name="source-watch", daemon=True)
+        self.thread = threading.Thread(target=self._loop, name=f"watch {source.describe()}", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
 
-    def fetch(self) -> bytes:
-        """The newest good document, or the newest error (the Source contract, for Reconciler)."""
+    def fetch(self, wait: float = 0) -> bytes:
+        """The newest good document, or the newest error, at once (the Source contract, for Gatherer)."""
         with self.lock:
             if self.error is not None:
                 raise self.error
@@ -82,6 +84,7 @@ class Watcher:
                 with self.lock:
                     fresh_error = self.error is None
                     self.error = e
+                self.heard.set()
                 if fresh_error:
                     self.changed.set()  # let the daemon record the outage (status, metrics)
                 self.stopping.wait(delay)
@@ -90,6 +93,7 @@ class Watcher:
             with self.lock:
                 new = document != self.document or self.error is not None
                 self.document, self.error = document, None
+            self.heard.set()
             if new:
                 log.info("desired state changed (%d bytes from %s)", len(document), self.source.describe())
                 self.changed.set()
@@ -101,6 +105,21 @@ class Watcher:
 
     def describe(self) -> str:
         return self.source.describe()
+
+
+def watch(config: AgentConfig, stopping: threading.Event,
+          changed: threading.Event) -> Tuple[Dict[str, Watcher], Dict[str, Reporter]]:  # fmt: skip
+    """A watcher (not started) for each source the config names, and the reporters of those that have one."""
+    plugins = sources.registry()
+    watchers: Dict[str, Watcher] = {}
+    reporters: Dict[str, Reporter] = {}
+    for name in config.sources:
+        source = sources.build(plugins[name], config.source_settings.get(name, {}))
+        watchers[name] = Watcher(source, source.long_poll or config.resync_interval, stopping, changed)
+        reporter = plugins[name].reporter(source)
+        if reporter is not None:
+            reporters[name] = reporter
+    return watchers, reporters
 
 
 class Daemon:
@@ -160,73 +179,84 @@ class Daemon:
 
     def _serve(self, config: AgentConfig) -> None:
         """Run with one config until stopped or told to reload."""
-        source = make_source(config)
-        stopping = threading.Event()
-        watcher = Watcher(source, config.api_wait if config.source == "api" else config.resync_interval, stopping)
-        reporter = None
-        if isinstance(source, ApiSource):
-            reporter = ApiReporter(source.client, source.project, source.instance_id)
-        reconciler = Reconciler(config, watcher, registry())
-        if reporter is not None:
-            reporter.register(identity.addresses())  # before the first fetch: the API may not know us yet
-        watcher.start()
-        watcher.changed.wait(10.0)  # a first answer, if the source gives one soon
+        stopping, changed = threading.Event(), threading.Event()
+        watchers, reporters = watch(config, stopping, changed)
+        mounters = registry()
+        gatherer = Gatherer(config, watchers, mounters)
+        reconciler = Reconciler(config, mounters)
+        for reporter in reporters.values():
+            reporter.announce()  # before the first fetch: the source may not know us yet
+        deadline = time.monotonic() + 10.0
+        for watcher in watchers.values():
+            watcher.start()
+        for watcher in watchers.values():  # a first answer from each, if it gives one soon
+            watcher.heard.wait(max(0.0, deadline - time.monotonic()))
         ready = False
         watchdog = systemd.watchdog_interval()
         try:
             while not self.stopping.is_set() and not self.reload:
-                watcher.changed.clear()
-                self._pass(config, reconciler, watcher, reporter)
+                changed.clear()
+                self._pass(config, reconciler, gatherer, reporters)
                 if not ready:
                     systemd.notify("READY=1")
                     ready = True
                 deadline = time.monotonic() + config.resync_interval
-                while not (self.stopping.is_set() or self.reload or watcher.changed.is_set()):
+                while not (self.stopping.is_set() or self.reload or changed.is_set()):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break  # periodic full pass: repairs drift (an unmount by hand, a lost line)
                     if watchdog:
                         systemd.notify("WATCHDOG=1")
-                    self._wait_any(watcher.changed, min(remaining, watchdog or remaining, 1.0))
+                    self._wait_any(changed, min(remaining, watchdog or remaining, 1.0))
         finally:
             stopping.set()
 
     def _wait_any(self, changed: threading.Event, timeout: float) -> None:
-        """Sleep until the source changed, a signal arrived, or timeout."""
+        """Sleep until a source changed, a signal arrived, or timeout."""
         if self.wakeup.wait(0) or changed.wait(timeout):
             self.wakeup.clear()
 
-    def _pass(self, config: AgentConfig, reconciler: Reconciler, watcher: Watcher,
-              reporter: Optional[ApiReporter]) -> None:  # fmt: skip
+    def _pass(self, config: AgentConfig, reconciler: Reconciler, gatherer: Gatherer,
+              reporters: Mapping[str, Reporter]) -> None:  # fmt: skip
         self.passes += 1
         start = time.monotonic()
         try:
             with PassLock(config.lock_path, wait=config.mount_timeout * 4):
-                result = reconciler.run_pass(allow_cache=True)
-        except SourceUnavailable as e:
-            if reporter is not None:
-                reporter.register(identity.addresses())
-            note = f"source unavailable and no last-known-good state: {e}"
-            log.warning("%s; nothing changed", note)
-            write_status(config.status_path, (), watcher.describe(), note)
-            systemd.notify(f"STATUS={note[:200]}")
+                gathered = gatherer.gather(allow_cache=True)
+                result = reconciler.run_pass(gathered.desired, gathered.fresh)
+        except Exception as e:  # one bad pass must not end the daemon; the next one retries
+            failed = outcome(e)
+            if not failed.expected:
+                log.exception("reconcile pass failed")
+            elif isinstance(e, SourceUnavailable):  # the outage is recorded where people look
+                for reporter in reporters.values():
+                    reporter.announce()
+                note = f"{failed.detail} (no last-known-good state)"
+                log.warning("%s; nothing changed", note)
+                write_status(config.status_path, (), gatherer.describe(), note)
+                systemd.notify(f"STATUS={note[:200]}")
+            else:
+                log.log(logging.WARNING if failed.retry else logging.ERROR, "reconcile pass: %s%s", failed.detail,
+                        "" if failed.retry else " (a person must act; retried every pass)")  # fmt: skip
             return
-        except Exception:  # one bad pass must not end the daemon; the next one retries
-            log.exception("reconcile pass failed")
-            return
-        source_up = not result.from_cache
-        note = "" if source_up else "source unavailable: running on the last-known-good state (nothing is unmounted)"
-        write_status(config.status_path, result.verdicts, watcher.describe(), note)
+        down = ", ".join(sorted(gathered.unavailable))
+        note = "" if gathered.fresh else f"source {down} unavailable: running on the last-known-good state (nothing is unmounted)"
+        write_status(config.status_path, result.verdicts, gatherer.describe(), note)
         if config.metrics_textfile:
-            write_metrics(config.metrics_textfile, result.verdicts, source_up, self.passes)
-        if reporter is not None:
-            reporter.register(identity.addresses())
-            if source_up:
-                reporter.report(result.verdicts)
-        counts = {}
-        for v in result.verdicts:
-            counts[v.state.value] = counts.get(v.state.value, 0) + 1
-        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing attached"
-        systemd.notify(f"STATUS={summary}{' (source down)' if not source_up else ''}")
+            write_metrics(config.metrics_textfile, result.verdicts, gathered.fresh, self.passes)
+        for name, reporter in reporters.items():
+            reporter.announce()
+            if name in gathered.answered:  # states go back only to a source that answered now
+                reporter.report(gathered.verdicts_of(name, result.verdicts))
+        summary = _summary(result.verdicts)
+        systemd.notify(f"STATUS={summary}{'' if gathered.fresh else f' (source {down} down)'}")
         if result.plan.actions or any(v.state is not State.MOUNTED for v in result.verdicts):
             log.info("pass %d: %s in %.2fs", self.passes, summary, time.monotonic() - start)
+
+
+def _summary(verdicts: Sequence[Verdict]) -> str:
+    """How many filesystems are in each state, e.g. "2 mounted, 1 error"."""
+    counts: Dict[str, int] = {}
+    for v in verdicts:
+        counts[v.state.value] = counts.get(v.state.value, 0) + 1
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing attached"

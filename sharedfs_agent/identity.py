@@ -9,12 +9,11 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Tuple
 
 import psutil
 
 from . import wire
-from .config import AgentConfig
 from .errors import ConfigError
 from .host import commands
 
@@ -26,10 +25,10 @@ Identity = Tuple[str, str]  # (instance_id, project)
 _META = "openstack/latest/meta_data.json"
 
 
-def _from_instance_data(config: AgentConfig) -> Tuple[Optional[str], Optional[str]]:
+def _from_instance_data(settings: Mapping[str, Any]) -> Tuple[Optional[str], Optional[str]]:
     """cloud-init's /run/cloud-init/instance-data.json: v1.instance_id, ds.meta_data.project_id."""
     try:
-        with open(config.instance_data, encoding="utf-8") as f:
+        with open(settings["instance_data"], encoding="utf-8") as f:
             data = json.load(f)
     except (OSError, ValueError):
         return None, None
@@ -40,12 +39,13 @@ def _from_instance_data(config: AgentConfig) -> Tuple[Optional[str], Optional[st
     return _str(instance), _str(project)
 
 
-def _from_metadata_service(config: AgentConfig) -> Tuple[Optional[str], Optional[str]]:
+def _from_metadata_service(settings: Mapping[str, Any]) -> Tuple[Optional[str], Optional[str]]:
     """OpenStack's metadata service: short timeouts, and never through a proxy (guest-agent#283)."""
     # An empty ProxyHandler ignores HTTP(S)_PROXY: the metadata address is link-local.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    url = settings["metadata_url"].rstrip("/")
     try:
-        with opener.open(f"{config.metadata_url.rstrip('/')}/{_META}", timeout=2.0) as answer:
+        with opener.open(f"{url}/{_META}", timeout=2.0) as answer:
             meta = json.loads(answer.read(1 << 20))
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
         return None, None
@@ -63,10 +63,10 @@ def _read_meta(directory: str) -> Tuple[Optional[str], Optional[str]]:
     return (_str(meta.get("uuid")), _str(meta.get("project_id"))) if isinstance(meta, dict) else (None, None)
 
 
-def _from_config_drive(config: AgentConfig) -> Tuple[Optional[str], Optional[str]]:
+def _from_config_drive(settings: Mapping[str, Any]) -> Tuple[Optional[str], Optional[str]]:
     """A config drive: the given directory, or the device labelled config-2 mounted read-only."""
-    if config.config_drive_dir:
-        return _read_meta(config.config_drive_dir)
+    if settings["config_drive_dir"]:
+        return _read_meta(settings["config_drive_dir"])
     device = "/dev/disk/by-label/config-2"
     if not os.path.exists(device):
         return None, None
@@ -85,20 +85,20 @@ def _str(value) -> Optional[str]:
     return value if isinstance(value, str) and value else None
 
 
-SOURCES: List[Tuple[str, Callable[[AgentConfig], Tuple[Optional[str], Optional[str]]]]] = [
+SOURCES: List[Tuple[str, Callable[[Mapping[str, Any]], Tuple[Optional[str], Optional[str]]]]] = [
     ("cloud-init instance data", _from_instance_data),
     ("metadata service", _from_metadata_service),
     ("config drive", _from_config_drive),
 ]
 
 
-def discover(config: AgentConfig) -> Identity:
-    """Config first; then each source in turn fills what is still missing."""
-    instance, project = config.instance_id or None, config.project or None
+def discover(settings: Mapping[str, Any]) -> Identity:
+    """settings: the [api] section. Config first; then each source in turn fills what is still missing."""
+    instance, project = settings["instance_id"] or None, settings["project"] or None
     for name, source in SOURCES:
         if instance and project:
             break
-        found_instance, found_project = source(config)
+        found_instance, found_project = source(settings)
         if found_instance or found_project:
             log.info("identity from %s: instance %s, project %s", name, found_instance, found_project)
         instance, project = instance or found_instance, project or found_project

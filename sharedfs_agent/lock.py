@@ -6,7 +6,7 @@ import fcntl
 import os
 import time
 
-from .errors import ConfigError
+from .errors import LockHeld
 
 __all__ = ["PassLock"]
 
@@ -28,7 +28,7 @@ class PassLock:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     os.close(self.fd)
-                    raise ConfigError(f"another sharedfs-agent holds {self.path}") from None
+                    raise LockHeld(f"another sharedfs-agent holds {self.path}") from None
                 time.sleep(0.1)
 
     def __exit__(self, *exc) -> None:

@@ -1,32 +1,24 @@
-"""One reconcile pass: fetch -> observe -> plan -> apply, each filesystem's failure kept to itself."""
+"""One reconcile pass: desired (from gather) -> observe -> plan -> apply, each filesystem's failure kept to itself."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
-from . import actual, cache, fstab, ledger
+from . import fstab, ledger
 from .config import AgentConfig
-from .desired import Desired, parse_document
-from .errors import BusyError, MountError, SourceUnavailable
-from .host import probe as host_probe
+from .desired import Desired
+from .errors import ClientMissing, MountError, outcome
 from .host import systemd
-from .model import Action, ActionKind, Filesystem, Observed, OwnedMount, PathState, Plan, State, Verdict
-from .mounters import Mounter, MountSettings
+from .host.mount import Host, MountSettings
+from .model import Action, ActionKind, Filesystem, Observed, OwnedMount, Plan, State, Verdict
+from .mounters import Mounter
 from .plan import plan as make_plan
-from .sources.base import Source
 
-__all__ = ["Reconciler", "PassResult", "path_state"]
+__all__ = ["Reconciler", "PassResult"]
 
 log = logging.getLogger(__name__)
-
-# Probe errors that a fresh mount cures: a stale NFS handle, a FUSE client that died.
-REMOUNT_ON = frozenset({"ESTALE", "ENOTCONN"})
-
-Prober = Callable[[Iterable[str], float], Mapping[str, Optional[str]]]
 
 
 @dataclass(frozen=True)
@@ -42,36 +34,19 @@ class PassResult:
         return any(v.state in (State.ERROR, State.BUSY, State.PENDING) for v in self.verdicts)
 
 
-def path_state(path: str) -> PathState:
-    """What stands at a mount point that is not mounted (never follows a symlink into it)."""
-    if os.path.realpath(path) != path:
-        return PathState.SYMLINK
-    try:
-        with os.scandir(path) as entries:
-            return PathState.NONEMPTY_DIR if next(entries, None) is not None else PathState.EMPTY_DIR
-    except FileNotFoundError:
-        return PathState.MISSING
-    except NotADirectoryError:
-        return PathState.NOT_A_DIR
-
-
 class Reconciler:
-    """Carries out passes for one config; holds no state between passes but what is on disk."""
+    """Carries out passes for one config; holds no state between passes but what is on disk.
+    It takes the desired state as given (gather.py fetches it): it knows no source."""
 
     def __init__(
         self,
         config: AgentConfig,
-        source: Source,
         mounters: Mapping[str, Mounter],
-        mountinfo: str = actual.MOUNTINFO,
-        prober: Prober = host_probe.probe,
+        host: Optional[Host] = None,
     ) -> None:
         self.config = config
-        self.source = source
         self.mounters = mounters
-        self.mountinfo = mountinfo
-        self.prober = prober
-        self._validated: Optional[Tuple[bytes, Desired]] = None
+        self.host = Host() if host is None else host  # every side effect goes through it
         use_scope = config.use_systemd_scope
         self.settings = MountSettings(
             config.mount_timeout,
@@ -79,57 +54,27 @@ class Reconciler:
             systemd.booted() if use_scope is None else use_scope,
         )
 
-    # -- fetch ------------------------------------------------------------------------------
-
-    def fetch(self, allow_cache: bool = False) -> Tuple[Desired, bool]:
-        """(desired, fresh). Fresh means the source answered now; only then may we unmount.
-
-        With allow_cache, a source that is down gives the last-known-good document instead.
-        """
-        try:
-            document = self.source.fetch()
-            desired = self._validate(document)
-        except SourceUnavailable as e:
-            saved = cache.load(self.config.cache_path) if allow_cache else None
-            if saved is None:
-                raise
-            log.warning("source unavailable (%s); using the last-known-good state", e)
-            return self._validate(saved), False
-        cache.save(self.config.cache_path, document)
-        return desired, True
-
-    def _validate(self, document: bytes) -> Desired:
-        """JSON bytes -> Desired; the last result is kept, as an idle daemon sees one document
-        again and again (the only state a Reconciler keeps, and it is derived)."""
-        if self._validated is not None and self._validated[0] == document:
-            return self._validated[1]
-        try:
-            parsed = json.loads(document)
-        except ValueError as e:
-            raise SourceUnavailable(f"{self.source.describe()}: not valid JSON: {e}") from None
-        desired = parse_document(parsed, self.mounters, self.config)
-        self._validated = (document, desired)
-        return desired
-
     # -- observe ----------------------------------------------------------------------------
 
     def observe(self, desired: Desired) -> Observed:
-        mounts = actual.top_mounts(actual.read_mountinfo(self.mountinfo))
+        mounts = self.host.mounts()
         table = fstab.read(self.config.fstab)
         owned_lines = table.owned()
         owned = ledger.load(self.config.ledger_path)
-        wanted = {fs.mount_point for fs in desired.filesystems}
-        paths = {mp: path_state(mp) for mp in wanted if mp not in mounts}
+        wanted = {fs.mount_point: fs.fs_type for fs in desired.filesystems}
+        paths = {mp: self.host.path_state(mp) for mp in wanted if mp not in mounts}
         ours_mounted = [mp for mp in wanted if mp in mounts and (mp in owned or mp in owned_lines)]
-        health = self.prober(ours_mounted, self.config.probe_timeout) if ours_mounted else {}
+        health = self.host.probe(ours_mounted, self.config.probe_timeout) if ours_mounted else {}
+        # The mounter's health rule: which probe errors a fresh mount cures, the rest are "hung".
+        cured = {mp: why.split(":")[0] in self._mounter(wanted[mp]).remount_on for mp, why in health.items() if why}
         return Observed(
             mounts=mounts,
             fstab_owned=owned_lines,
             fstab_foreign=table.foreign_targets(),
             ledger=owned,
             paths=paths,
-            broken={mp: why for mp, why in health.items() if why and why.split(":")[0] in REMOUNT_ON},
-            hung={mp: why for mp, why in health.items() if why and why.split(":")[0] not in REMOUNT_ON},
+            broken={mp: why for mp, why in health.items() if why and cured[mp]},
+            hung={mp: why for mp, why in health.items() if why and not cured[mp]},
         )
 
     # -- apply ------------------------------------------------------------------------------
@@ -140,7 +85,7 @@ class Reconciler:
         )
         table = fstab.read(self.config.fstab)
         lines = table.owned()
-        outcome: Dict[str, Tuple[State, str]] = {}
+        done: Dict[str, Tuple[State, str]] = {}  # mount point -> how applying ended there
         blocked: List[str] = []  # mount points whose unmount failed: nothing more happens there
         failed_mounts: List[str] = []  # nothing is mounted below these this pass
         try:
@@ -150,51 +95,51 @@ class Reconciler:
                     continue
                 parent = next((f for f in failed_mounts if mp.startswith(f.rstrip("/") + "/")), None)
                 if action.kind is ActionKind.MOUNT and parent:
-                    outcome[mp] = (State.ERROR, f"not mounted: the mount of {parent} above it failed")
+                    done[mp] = (State.ERROR, f"not mounted: the mount of {parent} above it failed")
                     continue
                 try:
-                    self._do(action, owned, lines, outcome)
-                except BusyError as e:
-                    log.warning("%s postponed: %s", action, e)
-                    blocked.append(mp)
-                    outcome[mp] = (State.BUSY, str(e))
+                    self._do(action, owned, lines, done)
                 except (MountError, OSError) as e:
-                    log.error("%s failed: %s", action, e)
+                    result = outcome(e)
+                    if result.state is State.BUSY:
+                        log.warning("%s postponed: %s", action, result.detail)
+                    else:
+                        log.error("%s failed%s: %s", action, "" if result.retry else " (needs a person)", result.detail)
                     if action.kind is ActionKind.UNMOUNT:
                         blocked.append(mp)
                     elif action.kind is ActionKind.MOUNT:
                         failed_mounts.append(mp)
-                    outcome[mp] = (State.ERROR, str(e))
+                    done[mp] = (result.state, result.detail)
         finally:
             # Written once, after the mounts: fstab records desired state, the ledger ownership.
             if fstab.write_atomic(self.config.fstab, table.with_owned(lines)):
                 log.info("fstab %s updated", self.config.fstab)
             ledger.save(self.config.ledger_path, owned)
-        return tuple(_final(v, outcome) for v in plan.verdicts)
+        return tuple(_final(v, done) for v in plan.verdicts)
 
-    def _do(self, action: Action, owned: Dict[str, OwnedMount], lines: Dict, outcome: Dict) -> None:
+    def _do(self, action: Action, owned: Dict[str, OwnedMount], lines: Dict, done: Dict) -> None:
         mp = action.mount_point
         if action.kind is ActionKind.UNMOUNT:
-            self._mounter(action.fs_type).unmount(mp, self.settings)
+            self.host.unmount(self._mounter(action.fs_type).unmount_argv(mp), self.settings)
             log.info("unmounted %s (%s) because: %s", mp, action.name, action.reason)
-            outcome[mp] = (State.UNMOUNTED, "")
+            done[mp] = (State.UNMOUNTED, "")
         elif action.kind is ActionKind.MOUNT:
             self._mount(action.filesystem, owned)
             log.info("mounted %s on %s (%s) because: %s", action.filesystem.export, mp, action.name, action.reason)
-            outcome[mp] = (State.MOUNTED, "")
+            done[mp] = (State.MOUNTED, "")
         elif action.kind is ActionKind.WRITE_FSTAB:
             lines[mp] = action.fstab_entry
             log.info("fstab line for %s (%s) written because: %s", mp, action.name, action.reason)
-            outcome.setdefault(mp, (State.MOUNTED, ""))
+            done.setdefault(mp, (State.MOUNTED, ""))
         elif action.kind is ActionKind.DROP_FSTAB:
             lines.pop(mp, None)
             log.info("fstab line for %s (%s) removed because: %s", mp, action.name, action.reason)
-            outcome.setdefault(mp, (State.UNMOUNTED, ""))
+            done.setdefault(mp, (State.UNMOUNTED, ""))
         elif action.kind is ActionKind.FORGET:
             gone = owned.pop(mp, None)
             if gone is not None and gone.created_dir:
                 self._remove_dir(mp)
-            outcome.setdefault(mp, (State.UNMOUNTED, ""))
+            done.setdefault(mp, (State.UNMOUNTED, ""))
 
     def _mounter(self, fs_type: str) -> Mounter:
         # An fs_type no mounter claims any more (plugin removed) is still unmounted generically.
@@ -202,40 +147,38 @@ class Reconciler:
 
     def _mount(self, fs: Filesystem, owned: Dict[str, OwnedMount]) -> None:
         mp = fs.mount_point
-        created = owned[mp].created_dir if mp in owned else False
-        if not os.path.isdir(mp):
-            os.makedirs(os.path.dirname(mp), mode=0o755, exist_ok=True)
-            os.mkdir(mp, self.config.mount_point_mode)
-            os.chmod(mp, self.config.mount_point_mode)  # not narrowed by the umask
-            os.chown(mp, self.config.mount_point_uid, self.config.mount_point_gid)
-            created = True
+        config = self.config
+        made = self.host.make_dir(mp, config.mount_point_mode, config.mount_point_uid, config.mount_point_gid)
+        created = made or (owned[mp].created_dir if mp in owned else False)
         # Recorded before mounting: a crash between the two must not leave a mount we disown.
         owned[mp] = OwnedMount(fs, created)
-        ledger.save(self.config.ledger_path, owned)
+        ledger.save(config.ledger_path, owned)
         mounter = self.mounters[fs.fs_type]
-        mounter.mount(fs, self.settings)
+        if not self.host.client_installed(mounter.helper, mounter.kernel_fstypes, mounter.kernel_module):
+            raise ClientMissing(mounter.client_hint())
+        # The mounter decides; a FUSE client must outlive the agent, so it gets its own scope.
+        scope = f"sharedfs mount of {fs.name} on {mp}" if mounter.fuse else None
+        self.host.mount(mounter.mount_argv(fs), self.settings, scope)
         self._verify(fs, mounter)
 
     def _verify(self, fs: Filesystem, mounter: Mounter) -> None:
         """mount(8) exiting 0 is not proof: mount.glusterfs does so when the server refused
         the client. Check mountinfo, then read through the mount in a bounded child."""
-        record = actual.top_mounts(actual.read_mountinfo(self.mountinfo)).get(fs.mount_point)
+        record = self.host.mounts().get(fs.mount_point)
         if record is None or not mounter.is_mount_of(fs.export, record):
             raise MountError(f"mount reported success but {fs.mount_point} is not in mountinfo")
-        problem = self.prober([fs.mount_point], self.config.probe_timeout).get(fs.mount_point)
+        problem = self.host.probe([fs.mount_point], self.config.probe_timeout).get(fs.mount_point)
         if problem:
             try:
-                mounter.unmount(fs.mount_point, self.settings)
+                self.host.unmount(mounter.unmount_argv(fs.mount_point), self.settings)
             except MountError as e:
                 log.warning("could not undo unusable mount %s: %s", fs.mount_point, e)
             raise MountError(f"mounted but unusable ({problem}); unmounted again")
 
-    @staticmethod
-    def _remove_dir(path: str) -> None:
-        try:
-            os.rmdir(path)  # only ever empties: rmdir refuses a directory with anything in it
-        except OSError as e:
-            log.info("left directory %s in place: %s", path, e.strerror)
+    def _remove_dir(self, path: str) -> None:
+        why = self.host.remove_dir(path)  # only ever empties: never removes what is inside
+        if why:
+            log.info("left directory %s in place: %s", path, why)
 
     # -- one pass ---------------------------------------------------------------------------
 
@@ -243,8 +186,8 @@ class Reconciler:
         """Unmount everything we own and drop all our fstab lines (for an uninstall)."""
         return self._reconcile(Desired((), ()), fresh=True)
 
-    def run_pass(self, allow_cache: bool = False, dry_run: bool = False) -> PassResult:
-        desired, fresh = self.fetch(allow_cache)
+    def run_pass(self, desired: Desired, fresh: bool, dry_run: bool = False) -> PassResult:
+        """fresh: the desired state was answered now by every source, so unmounting is allowed."""
         return self._reconcile(desired, fresh, dry_run)
 
     def _reconcile(self, desired: Desired, fresh: bool, dry_run: bool = False) -> PassResult:
@@ -258,9 +201,9 @@ class Reconciler:
         return PassResult(the_plan, self.apply(the_plan, observed.ledger), not fresh)
 
 
-def _final(verdict: Verdict, outcome: Mapping[str, Tuple[State, str]]) -> Verdict:
+def _final(verdict: Verdict, done: Mapping[str, Tuple[State, str]]) -> Verdict:
     """A planned verdict updated with what applying it did."""
-    if verdict.state is not State.PENDING or verdict.mount_point not in outcome:
+    if verdict.state is not State.PENDING or verdict.mount_point not in done:
         return verdict
-    state, detail = outcome[verdict.mount_point]
+    state, detail = done[verdict.mount_point]
     return Verdict(verdict.name, verdict.mount_point, state, detail)

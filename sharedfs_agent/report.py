@@ -1,19 +1,14 @@
-"""Where each filesystem's state goes after a pass: the status file, the API (on change), a metrics textfile."""
+"""Where each filesystem's state goes after a pass on this host: the status file and a metrics textfile."""
 
 from __future__ import annotations
 
-import logging
 import time
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence
 
 from . import atomicfile
-from .errors import SourceUnavailable
 from .model import Verdict
-from .sources.api import ApiClient
 
-__all__ = ["write_status", "read_status", "ApiReporter", "write_metrics"]
-
-log = logging.getLogger(__name__)
+__all__ = ["write_status", "read_status", "write_metrics"]
 
 
 def write_status(path: str, verdicts: Sequence[Verdict], source: str, note: str = "") -> None:
@@ -33,55 +28,6 @@ def read_status(path: str) -> Optional[Dict[str, Any]]:
         return atomicfile.read_json(path)
     except (OSError, ValueError):
         return None
-
-
-class ApiReporter:
-    """Sends each filesystem's state to the API when it changed, not on every pass; registers
-    this instance's addresses when they change. A failed send is retried on the next pass."""
-
-    def __init__(self, client: ApiClient, project: str, instance_id: str) -> None:
-        self.client = client
-        self.base = f"/v1.1/{project}/os-instances/{instance_id}"
-        self.sent: Dict[str, Tuple[str, str]] = {}
-        self.registered: Optional[Sequence[str]] = None
-
-    def register(self, addresses: Sequence[str]) -> None:
-        if self.registered == list(addresses):
-            return
-        try:
-            response = self.client.request("PUT", self.base, json_body={"instance": {"addresses": list(addresses)}})
-        except SourceUnavailable as e:
-            log.warning("could not register addresses %s: %s", ", ".join(addresses) or "(none)", e)
-            return
-        if response.status_code in (200, 201):
-            log.info("registered addresses %s", ", ".join(addresses) or "(none)")
-            self.registered = list(addresses)
-        else:
-            log.warning("registering addresses: HTTP %s", response.status_code)
-
-    def report(self, verdicts: Sequence[Verdict]) -> int:
-        """Returns how many states were sent."""
-        sent = 0
-        for verdict in verdicts:
-            if verdict.name.startswith("#") or verdict.name == "-":
-                continue  # refused entries without a usable name cannot be addressed
-            state = (verdict.state.value, verdict.detail[:1000])
-            if self.sent.get(verdict.name) == state:
-                continue
-            try:
-                response = self.client.request("PUT", f"{self.base}/filesystems/{verdict.name}/state",
-                                               json_body={"state": state[0], "detail": state[1]})  # fmt: skip
-            except SourceUnavailable as e:
-                log.warning("could not report %s %s: %s", verdict.name, state[0], e)
-                return sent
-            if response.status_code == 200:
-                self.sent[verdict.name] = state
-                sent += 1
-            elif response.status_code == 404:
-                self.sent[verdict.name] = state  # deleted meanwhile: nobody to tell
-            else:
-                log.warning("reporting %s %s: HTTP %s", verdict.name, state[0], response.status_code)
-        return sent
 
 
 def write_metrics(path: str, verdicts: Sequence[Verdict], source_up: bool, passes: int) -> None:

@@ -1,4 +1,4 @@
-"""Mounter registry: a literal dict of the built-in types, plus the `sharedfs_agent.mounters` entry points."""
+"""Mounter registry: a literal dict of the built-in types, plus the `sharedfs_agent.mounters.v1` entry points."""
 
 from __future__ import annotations
 
@@ -6,18 +6,19 @@ import logging
 import sys
 from typing import Dict, Iterable, Mapping
 
-from .base import Mounter, MountSettings
+from .base import Mounter
 from .cephfs import CephfsMounter, CephFuseMounter
 from .glusterfs import GlusterfsMounter
 from .lustre import LustreMounter
 from .nfs import NfsMounter
 from .virtiofs import VirtiofsMounter
 
-__all__ = ["Mounter", "MountSettings", "BUILTIN", "ENTRY_POINT_GROUP", "registry"]
+__all__ = ["Mounter", "BUILTIN", "ENTRY_POINT_GROUP", "registry"]
 
 log = logging.getLogger(__name__)
 
-ENTRY_POINT_GROUP = "sharedfs_agent.mounters"
+# Versioned: a plugin written against another Mounter contract is simply not seen.
+ENTRY_POINT_GROUP = "sharedfs_agent.mounters.v1"
 
 # Built in by name, not by discovery: what ships is visible here (kubelet's plugins.go).
 BUILTIN: Mapping[str, type] = {

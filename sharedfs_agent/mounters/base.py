@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from typing import FrozenSet, List, Mapping, Optional, Pattern, Tuple
 
-from ..errors import BusyError, ClientMissing, InvalidEntry, MountError, TemporaryMountError
+from ..errors import InvalidEntry
 from ..fstab import MARKER
-from ..host import commands, systemd
 from ..model import Filesystem, FstabEntry, MountRecord
 
-__all__ = ["Mounter", "MountSettings", "COMMON_OPTIONS", "NUMBER", "HOST", "SEGMENT", "PATH"]
+__all__ = ["Mounter", "COMMON_OPTIONS", "NUMBER", "HOST", "SEGMENT", "PATH"]
 
 NUMBER = re.compile(r"[0-9]{1,9}(\.[0-9]{1,6})?")
 # A DNS name or IPv4 address, or an IPv6 address in brackets.
@@ -30,17 +27,13 @@ COMMON_OPTIONS: Mapping[str, Optional[Pattern]] = {
 }
 
 
-class MountSettings:
-    """The config values a mount needs; a plain holder so mounters do not import config."""
-
-    def __init__(self, mount_timeout: float, unmount_timeout: float, use_scope: bool) -> None:
-        self.mount_timeout = mount_timeout
-        self.unmount_timeout = unmount_timeout
-        self.use_scope = use_scope
+# Probe errors a fresh mount cures: a stale NFS handle, a FUSE client that died.
+REMOUNT_ON: FrozenSet[str] = frozenset({"ESTALE", "ENOTCONN"})
 
 
 class Mounter:
-    """One filesystem type. Subclasses set the class attributes and check the export."""
+    """One filesystem type: it decides (validation, argv, fstab line, health rules) and never
+    acts; host/ runs what it decides. Subclasses set the class attributes and check the export."""
 
     # The type's name in desired documents.
     fs_type: str = ""
@@ -52,12 +45,16 @@ class Mounter:
     # May an installer take `packages` from the distribution's own repositories? (Not Lustre's
     # client, which comes from the site's repository, nor a kernel feature like virtiofs.)
     installable: bool = True
+    # With no helper: the kernel module (path below kernel/fs/, no .ko) that brings the type.
+    kernel_module: str = ""
     # Options an entry may ask for beyond COMMON_OPTIONS: name -> value pattern, None for a flag.
     options: Mapping[str, Optional[Pattern]] = {}
     # Added to the fstab line only, so a boot never waits on or fails for a server that is down.
     boot_options: Tuple[str, ...] = ("_netdev", "nofail")
-    # Its client is a user-space daemon that must outlive the agent (invariant 8).
+    # Its client is a user-space daemon that must outlive the agent (docs/design.md, invariant 8).
     fuse: bool = False
+    # Probe errnos ("ESTALE") that mean "remount it"; any other probe failure means "hung, leave it".
+    remount_on: FrozenSet[str] = REMOUNT_ON
 
     def check_export(self, export: str) -> str:
         """Return the export in canonical form or raise InvalidEntry saying what is wrong."""
@@ -93,43 +90,24 @@ class Mounter:
         return source == export
 
     def is_mount_of(self, fs_export: str, record: MountRecord) -> bool:
+        """Is this mountinfo record a mount of fs_export by this type (plan and verify ask)?"""
         return record.fstype in self.kernel_fstypes and self.same_source(fs_export, record.source)
 
-    def client_missing(self) -> Optional[str]:
-        """None when the client is installed; otherwise what to install, for the status line."""
-        for directory in ("/sbin", "/usr/sbin", "/bin", "/usr/bin"):
-            if os.access(os.path.join(directory, self.helper), os.X_OK):
-                return None
-        if shutil.which(self.helper):
-            return None
+    def client_hint(self) -> str:
+        """What to install when host/ finds the client missing, for the status line."""
         return (
             f"{self.fs_type} client not installed: install {self.packages.get('debian', '?')} "
             f"(Debian/Ubuntu) or {self.packages.get('rhel', '?')} (RHEL family)"
         )
 
     def mount_argv(self, fs: Filesystem) -> List[str]:
+        """The mount(8) command for fs; host/ runs it (in its own scope when `fuse`)."""
         return ["mount", "-t", self.fs_type, "-o", ",".join(self.mount_options(fs)), fs.export, fs.mount_point]
 
-    def mount(self, fs: Filesystem, settings: MountSettings) -> None:
-        """Mount fs; raises MountError (or a subclass saying it may pass later)."""
-        missing = self.client_missing()
-        if missing:
-            raise ClientMissing(missing)
-        argv = self.mount_argv(fs)
-        if self.fuse and settings.use_scope:
-            argv = systemd.in_own_scope(argv, f"sharedfs mount of {fs.name} on {fs.mount_point}")
-        result = commands.run(argv, settings.mount_timeout)
-        if not result.ok:
-            raise TemporaryMountError(f"mount failed: {result.summary()}")
-
-    def unmount(self, mount_point: str, settings: MountSettings) -> None:
-        """Unmount; a filesystem in use raises BusyError and stays mounted (no force, no lazy)."""
-        result = commands.run(["umount", mount_point], settings.unmount_timeout)
-        if result.ok:
-            return
-        if "busy" in result.summary().lower():
-            raise BusyError(f"in use, not unmounted: {result.summary()}")
-        raise MountError(f"umount failed: {result.summary()}")
+    def unmount_argv(self, mount_point: str) -> List[str]:
+        """The unmount command: never forced, never lazy, so a busy filesystem stays and says so."""
+        return ["umount", mount_point]
 
     def describe(self) -> str:
+        """The type and its kernel names, for logs."""
         return f"{self.fs_type} ({', '.join(sorted(self.kernel_fstypes))})"

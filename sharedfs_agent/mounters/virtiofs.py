@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import glob
-import os
 import re
-from typing import Optional
 
 from ..errors import InvalidEntry
 from .base import Mounter
@@ -18,7 +15,8 @@ _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,35}")  # virtio-fs tags are at m
 class VirtiofsMounter(Mounter):
     fs_type = "virtiofs"
     kernel_fstypes = frozenset({"virtiofs"})
-    helper = ""
+    helper = ""  # no mount helper: the kernel does it all, if it knows the type or can load it
+    kernel_module = "fuse/virtiofs"
     packages = {"debian": "a kernel with CONFIG_VIRTIO_FS (linux-image)", "rhel": "kernel-core"}
     installable = False
     options = {"dax": re.compile(r"always|never|inode")}
@@ -29,15 +27,5 @@ class VirtiofsMounter(Mounter):
             raise InvalidEntry(f"export {export!r} is not a virtiofs tag ([A-Za-z0-9._-], at most 36)")
         return export
 
-    def client_missing(self) -> Optional[str]:
-        # No mount helper: the kernel does it all. It is there if the kernel knows the type
-        # now or has the module to load.
-        try:
-            with open("/proc/filesystems") as f:
-                if any(line.split()[-1] == "virtiofs" for line in f if line.strip()):
-                    return None
-        except OSError:
-            pass
-        if glob.glob(f"/lib/modules/{os.uname().release}/kernel/fs/fuse/virtiofs.ko*"):
-            return None
+    def client_hint(self) -> str:
         return "virtiofs is not in this kernel: use a kernel built with CONFIG_VIRTIO_FS"

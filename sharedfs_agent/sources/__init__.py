@@ -1,34 +1,66 @@
-"""Where the desired state comes from: one flat module per source behind sources.base.Source."""
+"""Source registry: a literal dict of the built-in sources, plus the `sharedfs_agent.sources.v1` entry points."""
 
 from __future__ import annotations
 
-from typing import Callable, Dict
+import logging
+import sys
+from typing import Any, Dict, Iterable, Mapping
 
-from .. import identity
-from ..config import AgentConfig
-from ..errors import ConfigError
-from .api import ApiClient, ApiSource, read_token
-from .base import Source
-from .file import FileSource
+from .api import ApiPlugin
+from .base import Key, Reporter, Source, SourcePlugin
+from .file import FilePlugin
 
-__all__ = ["Source", "make_source", "SOURCES"]
+__all__ = ["Source", "SourcePlugin", "Reporter", "Key", "BUILTIN", "ENTRY_POINT_GROUP", "KINDS", "registry", "build"]
 
+log = logging.getLogger(__name__)
 
-def _api(config: AgentConfig) -> ApiSource:
-    client = ApiClient(config.api_url, read_token(config.api_token_file), config.api_ca_bundle or None)
-    instance_id, project = identity.discover(config)
-    return ApiSource(client, project, instance_id)
+ENTRY_POINT_GROUP = "sharedfs_agent.sources.v1"
 
-
-SOURCES: Dict[str, Callable[[AgentConfig], Source]] = {
-    "file": lambda config: FileSource(config.file_path),
-    "api": _api,
+# Built in by name, not by discovery: what ships is visible here (as mounters/__init__.py).
+BUILTIN: Mapping[str, type] = {
+    "file": FilePlugin,
+    "api": ApiPlugin,
 }
 
+KINDS = ("str", "path", "url", "seconds")  # what config.py knows how to check
+RESERVED = ("agent", "metrics")  # the agent's own sections: no source may be named so
 
-def make_source(config: AgentConfig) -> Source:
-    try:
-        factory = SOURCES[config.source]
-    except KeyError:
-        raise ConfigError(f"[agent] source = {config.source!r} is not available in this version") from None
-    return factory(config)
+
+def _entry_points() -> Iterable:
+    from importlib import metadata
+
+    eps = metadata.entry_points()
+    if sys.version_info >= (3, 10):
+        return eps.select(group=ENTRY_POINT_GROUP)
+    return eps.get(ENTRY_POINT_GROUP, ())  # pragma: no cover - Python 3.9
+
+
+def _check(plugin: Any) -> SourcePlugin:
+    if not isinstance(plugin, SourcePlugin) or not plugin.name:
+        raise TypeError("not a SourcePlugin with a name")
+    for key, spec in plugin.keys.items():
+        if not isinstance(spec, Key) or spec.kind not in KINDS:
+            raise TypeError(f"key {key!r} is not a Key of kind {', '.join(KINDS)}")
+    return plugin
+
+
+def registry(entry_points: Iterable = None) -> Dict[str, SourcePlugin]:
+    """name -> plugin. A third-party plugin that fails to load is logged and skipped; one that
+    claims a built-in name, another plugin's name or an agent section is refused."""
+    plugins: Dict[str, SourcePlugin] = {name: cls() for name, cls in BUILTIN.items()}
+    for ep in _entry_points() if entry_points is None else entry_points:
+        try:
+            plugin = _check(ep.load()())
+        except Exception as e:  # a broken plugin must not stop the agent
+            log.error("source plugin %s skipped: %s", ep.name, e)
+            continue
+        if plugin.name in plugins or plugin.name in RESERVED:
+            log.error("source plugin %s skipped: the name %r is already taken", ep.name, plugin.name)
+            continue
+        plugins[plugin.name] = plugin
+    return plugins
+
+
+def build(plugin: SourcePlugin, settings: Mapping[str, Any]) -> Source:
+    """The plugin's Source from its section; keys the section does not set take their defaults."""
+    return plugin.build({**{key: spec.default for key, spec in plugin.keys.items()}, **settings})

@@ -1,22 +1,27 @@
-"""The `api` source: this instance's effective set from sharedfs-api, by long-poll with ETags."""
+"""The `api` source: this instance's effective set from sharedfs-api by long-poll with ETags, and states sent back."""
 
 from __future__ import annotations
 
 import email.utils
 import http.client
 import json
+import logging
 import os
 import ssl
 import stat
 import time
 import urllib.error
 import urllib.request
-from typing import Optional
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from .. import identity
 from ..errors import ConfigError, SourceUnavailable
-from .base import MAX_DOCUMENT_BYTES, Source
+from ..model import Verdict
+from .base import MAX_DOCUMENT_BYTES, Key, Reporter, Source, SourcePlugin
 
-__all__ = ["ApiSource", "ApiClient", "Response", "read_token"]
+__all__ = ["ApiSource", "ApiClient", "ApiReporter", "ApiPlugin", "Response", "read_token"]
+
+log = logging.getLogger(__name__)
 
 
 def read_token(path: str) -> str:
@@ -106,8 +111,9 @@ class ApiSource(Source):
     SourceUnavailable: a proxy's HTML error page or a 403 is never read as "nothing attached".
     """
 
-    def __init__(self, client: ApiClient, project: str, instance_id: str) -> None:
+    def __init__(self, client: ApiClient, project: str, instance_id: str, long_poll: float = 60.0) -> None:
         self.client, self.project, self.instance_id = client, project, instance_id
+        self.long_poll = long_poll  # [api] wait
         self.path = f"/v1.1/{project}/os-instances/{instance_id}/filesystems"
         self.etag: Optional[str] = None
         self.document: Optional[bytes] = None
@@ -147,3 +153,79 @@ def _reason(response: Response) -> str:
         return str(response.json()["error"]["message"])[:200]
     except (ValueError, KeyError, TypeError):
         return response.body[:80].decode("utf-8", "replace").replace("\n", " ")
+
+
+class ApiReporter(Reporter):
+    """Sends each filesystem's state to the API when it changed, not on every pass; registers
+    this instance's addresses when they change. A failed send is retried on the next pass."""
+
+    def __init__(self, client: ApiClient, project: str, instance_id: str) -> None:
+        self.client = client
+        self.base = f"/v1.1/{project}/os-instances/{instance_id}"
+        self.sent: Dict[str, Tuple[str, str]] = {}
+        self.registered: Optional[Sequence[str]] = None
+
+    def announce(self) -> None:
+        self.register(identity.addresses())
+
+    def register(self, addresses: Sequence[str]) -> None:
+        if self.registered == list(addresses):
+            return
+        try:
+            response = self.client.request("PUT", self.base, json_body={"instance": {"addresses": list(addresses)}})
+        except SourceUnavailable as e:
+            log.warning("could not register addresses %s: %s", ", ".join(addresses) or "(none)", e)
+            return
+        if response.status_code in (200, 201):
+            log.info("registered addresses %s", ", ".join(addresses) or "(none)")
+            self.registered = list(addresses)
+        else:
+            log.warning("registering addresses: HTTP %s", response.status_code)
+
+    def report(self, verdicts: Sequence[Verdict]) -> int:
+        """Returns how many states were sent."""
+        sent = 0
+        for verdict in verdicts:
+            if verdict.name.startswith("#") or verdict.name == "-":
+                continue  # refused entries without a usable name cannot be addressed
+            state = (verdict.state.value, verdict.detail[:1000])
+            if self.sent.get(verdict.name) == state:
+                continue
+            try:
+                response = self.client.request("PUT", f"{self.base}/filesystems/{verdict.name}/state",
+                                               json_body={"state": state[0], "detail": state[1]})  # fmt: skip
+            except SourceUnavailable as e:
+                log.warning("could not report %s %s: %s", verdict.name, state[0], e)
+                return sent
+            if response.status_code == 200:
+                self.sent[verdict.name] = state
+                sent += 1
+            elif response.status_code == 404:
+                self.sent[verdict.name] = state  # deleted meanwhile: nobody to tell
+            else:
+                log.warning("reporting %s %s: HTTP %s", verdict.name, state[0], response.status_code)
+        return sent
+
+
+class ApiPlugin(SourcePlugin):
+    name = "api"
+    keys = {
+        "url": Key("", "url", required=True),  # e.g. https://sharedfs.example:8776
+        "token_file": Key("/etc/sharedfs-agent/token", "path"),  # mode 0600
+        "ca_bundle": Key(""),  # CA bundle for the API's TLS certificate; empty: the system's
+        "wait": Key(60.0, "seconds"),  # long-poll hold asked of the server
+        "instance_id": Key(""),  # empty: discovered (cloud-init, metadata service, config drive)
+        "project": Key(""),
+        "metadata_url": Key("http://169.254.169.254", "url"),
+        "instance_data": Key("/run/cloud-init/instance-data.json", "path"),
+        "config_drive_dir": Key(""),  # a mounted config drive; empty: look for the label config-2
+    }
+
+    def build(self, settings: Mapping[str, Any]) -> ApiSource:
+        client = ApiClient(settings["url"], read_token(settings["token_file"]), settings["ca_bundle"] or None)
+        instance_id, project = identity.discover(settings)
+        return ApiSource(client, project, instance_id, long_poll=settings["wait"])
+
+    def reporter(self, source: Source) -> ApiReporter:
+        assert isinstance(source, ApiSource)
+        return ApiReporter(source.client, source.project, source.instance_id)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Optional, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 from ..errors import SourceUnavailable
-from .base import MAX_DOCUMENT_BYTES, Source
+from .base import MAX_DOCUMENT_BYTES, Key, Source, SourcePlugin
 
-__all__ = ["FileSource"]
+__all__ = ["FileSource", "FilePlugin"]
 
 
 class FileSource(Source):
+    """Not long-polled: the daemon asks with wait = resync_interval, and fetch() watches the
+    file's stamp meanwhile, so a change is seen within half a second."""
+
     def __init__(self, path: str) -> None:
         self.path = path
         self.seen: Optional[Tuple[int, int, int]] = None  # (inode, size, mtime) of the last read
@@ -41,3 +44,11 @@ class FileSource(Source):
 
     def describe(self) -> str:
         return f"file {self.path}"
+
+
+class FilePlugin(SourcePlugin):
+    name = "file"
+    keys = {"path": Key("/etc/sharedfs-agent/filesystems.json", "path")}
+
+    def build(self, settings: Mapping[str, Any]) -> FileSource:
+        return FileSource(settings["path"])

@@ -1,4 +1,4 @@
-"""Every os-filesystem call over real HTTP against a server process: codes and bodies as DESIGN.md says."""
+"""Every os-filesystem call over real HTTP against a server process: codes and bodies as docs/api.md says."""
 
 from __future__ import annotations
 

@@ -11,13 +11,12 @@ import threading
 import pytest
 
 from sharedfs_agent import identity
-from sharedfs_agent.config import AgentConfig
 from sharedfs_agent.daemon import Backoff
 from sharedfs_agent.errors import ConfigError, SourceUnavailable
 from sharedfs_agent.host import systemd
 from sharedfs_agent.model import State, Verdict
 from sharedfs_agent.report import write_metrics
-from sharedfs_agent.sources.api import ApiClient, ApiSource, read_token
+from sharedfs_agent.sources.api import ApiClient, ApiPlugin, ApiSource, read_token
 
 GOOD = b'{"filesystems": [{"name": "a"}]}'
 
@@ -57,6 +56,11 @@ def server():
 
 def source(url):
     return ApiSource(ApiClient(url, "tok"), "p1", "vm1")
+
+
+def api_settings(**given):
+    """The [api] section as the agent sees it: every key, defaults filled."""
+    return {**{key: spec.default for key, spec in ApiPlugin.keys.items()}, **given}
 
 
 def test_good_answer_then_304_returns_the_held_document(server):
@@ -128,21 +132,21 @@ def test_identity_order_config_cloud_init_metadata_config_drive(tmp_path, server
     data.write_text(json.dumps({"v1": {"instance_id": "from-cloud-init"}, "ds": {"meta_data": {}}}))
     meta = json.dumps({"uuid": "from-metadata", "project_id": "proj-md"}).encode()
     Scripted.answers = [(200, {"Content-Type": "application/json"}, meta)]
-    config = AgentConfig(instance_data=str(data), metadata_url=server)
-    assert identity.discover(config) == ("from-cloud-init", "proj-md")
+    settings = api_settings(instance_data=str(data), metadata_url=server)
+    assert identity.discover(settings) == ("from-cloud-init", "proj-md")
     assert Scripted.seen[0][0] == "/openstack/latest/meta_data.json"
-    assert identity.discover(AgentConfig(instance_id="i", project="p", metadata_url=server)) == ("i", "p")
+    assert identity.discover(api_settings(instance_id="i", project="p", metadata_url=server)) == ("i", "p")
 
     drive = tmp_path / "drive" / "openstack" / "latest"
     drive.mkdir(parents=True)
     (drive / "meta_data.json").write_text(json.dumps({"uuid": "from-drive", "project_id": "proj-d"}))
     Scripted.answers = [(404, {}, b"")]
-    config = AgentConfig(instance_data=str(tmp_path / "none"), metadata_url=server,
-                         config_drive_dir=str(tmp_path / "drive"))  # fmt: skip
-    assert identity.discover(config) == ("from-drive", "proj-d")
+    settings = api_settings(instance_data=str(tmp_path / "none"), metadata_url=server,
+                            config_drive_dir=str(tmp_path / "drive"))  # fmt: skip
+    assert identity.discover(settings) == ("from-drive", "proj-d")
     Scripted.answers = [(404, {}, b"")]
     with pytest.raises(ConfigError, match="instance_id and project"):
-        identity.discover(AgentConfig(instance_data=str(tmp_path / "none"), metadata_url=server,
+        identity.discover(api_settings(instance_data=str(tmp_path / "none"), metadata_url=server,
                                       config_drive_dir=str(tmp_path / "empty")))  # fmt: skip
 
 

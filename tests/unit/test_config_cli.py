@@ -10,10 +10,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from sharedfs_agent import cli
-from sharedfs_agent.config import load
+from sharedfs_agent import cli, sources
+from sharedfs_agent.config import load as load_with
 from sharedfs_agent.errors import ConfigError
 from sharedfs_agent.mounters import BUILTIN, Mounter, registry
+
+
+def load(path):
+    return load_with(path, sources.registry(entry_points=()))
 
 
 def write(tmp_path, text):
@@ -33,8 +37,8 @@ def test_config_values_and_defaults(tmp_path):
     )
     assert (cfg.state_dir, cfg.allowed_roots, cfg.mount_timeout) == ("/x/state", ("/mnt", "/data"), 12.5)
     assert cfg.allow_suid and not cfg.allow_dev and cfg.mount_point_mode == 0o750
-    assert cfg.use_systemd_scope is None and cfg.file_path == "/x/fs.json"
-    assert cfg.api_url == "https://a"
+    assert cfg.use_systemd_scope is None and cfg.source_settings["file"]["path"] == "/x/fs.json"
+    assert cfg.source_settings["api"]["url"] == "https://a"
 
 
 @pytest.mark.parametrize(
@@ -51,6 +55,14 @@ def test_config_values_and_defaults(tmp_path):
         ("[agent]\nstate_dir = relative\n", "absolute"),
         ("[agent]\nmount_point_owner = nosuchuser\n", "mount_point_owner"),
         ("no section\n", "agent.conf"),
+        ("[agent]\nsource = api\n", "[agent] source = api needs [api] url"),
+        ("[agent]\nsource = api, fiel\n", "unknown source 'fiel'"),
+        ("[agent]\nsource = file file\n", "'file' is named twice"),
+        ("[agent]\nsource = ,\n", "name at least one source"),
+        ("[file]\npaht = /x\n", "unknown key 'paht' in [file]"),
+        ("[file]\npath = x.json\n", "[file] path = 'x.json': must be an absolute path"),
+        ("[api]\nurl = ftp://a\n", "[api] url = 'ftp://a': must be an http:// or https:// URL"),
+        ("[api]\nwait = 0\n", "[api] wait"),
     ],
 )
 def test_config_mistakes_are_named(tmp_path, text, words):
@@ -112,18 +124,38 @@ def test_exit_codes(tmp_path):
     assert damaged.returncode == cli.ExitStatus.USAGE and "ledger" in damaged.stderr
 
 
+def test_held_pass_lock_is_its_own_exit_status(tmp_path):
+    from sharedfs_agent import sources
+    from sharedfs_agent.config import load as load_config
+    from sharedfs_agent.lock import PassLock
+
+    conf = write(
+        tmp_path,
+        f"[agent]\nstate_dir = {tmp_path}/state\nfstab = {tmp_path}/fstab\nmount_timeout = 0.1\n"
+        f"allowed_roots = {tmp_path}/mnt\n[file]\npath = {tmp_path}/fs.json\n",
+    )
+    (tmp_path / "fs.json").write_text(json.dumps({"filesystems": []}))
+    with PassLock(load_config(conf, sources.registry()).lock_path, wait=0):
+        held = agent("once", "--config", conf)
+        released = agent("release", "--config", conf)
+    assert held.returncode == released.returncode == cli.ExitStatus.LOCKED == 4
+    assert "holds" in held.stderr and "nothing done" in held.stderr
+    assert not (tmp_path / "fstab").exists()
+    assert agent("once", "--config", conf).returncode == cli.ExitStatus.CONVERGED
+
+
 def test_fuse_helper_runs_in_its_own_scope_when_systemd_runs(monkeypatch):
     from sharedfs_agent.host import commands
+    from sharedfs_agent.host.mount import Host, MountSettings
     from sharedfs_agent.model import Filesystem
-    from sharedfs_agent.mounters import MountSettings
 
     seen = []
     monkeypatch.setattr(commands, "run", lambda argv, timeout: seen.append(argv) or commands.Result(argv, 0, "", "", 0))
     mounter = registry(entry_points=())["glusterfs"]
-    monkeypatch.setattr(mounter, "client_missing", lambda: None)
     fs = Filesystem("h", "glusterfs", "gl1:/home", "/mnt/home", ("nosuid",))
-    mounter.mount(fs, MountSettings(30, 15, use_scope=True))
-    mounter.mount(fs, MountSettings(30, 15, use_scope=False))
+    assert mounter.fuse  # the mounter decides it needs a scope; Host runs it there when systemd runs
+    Host().mount(mounter.mount_argv(fs), MountSettings(30, 15, use_scope=True), own_scope="sharedfs mount of h")
+    Host().mount(mounter.mount_argv(fs), MountSettings(30, 15, use_scope=False), own_scope="sharedfs mount of h")
     assert seen[0][:3] == [seen[0][0], "--scope", "--quiet"] and seen[0][0].endswith("systemd-run")
     assert (
         seen[0][seen[0].index("--") + 1 :]

@@ -1,10 +1,9 @@
-"""reconcile.apply with a recording fake mounter (the one fake of the mount boundary): isolation and bookkeeping."""
+"""reconcile.apply against FakeHost (the one fake of the host boundary): isolation and bookkeeping."""
 
 from __future__ import annotations
 
 import json
 import os
-import stat
 from pathlib import Path
 
 import pytest
@@ -12,37 +11,25 @@ import pytest
 from sharedfs_agent import fstab, ledger
 from sharedfs_agent.config import AgentConfig
 from sharedfs_agent.errors import BusyError, SourceUnavailable, TemporaryMountError
-from sharedfs_agent.model import State
-from sharedfs_agent.mounters.glusterfs import GlusterfsMounter
+from sharedfs_agent.gather import Gatherer
+from sharedfs_agent.host.fake import FakeHost
+from sharedfs_agent.model import PathState, State
+from sharedfs_agent.mounters import registry
 from sharedfs_agent.reconcile import Reconciler
 from sharedfs_agent.sources.file import FileSource
 
 
-class FakeMounter(GlusterfsMounter):
-    """Mounts by adding a line to a fake mountinfo; keeps an action log to assert outcomes."""
+class FileFed:
+    """A Reconciler fed by the file source through gather, as `once` and the daemon feed it."""
 
-    def __init__(self, mountinfo, ledger_path):
-        self.mountinfo, self.ledger_path = mountinfo, ledger_path
-        self.failing, self.busy, self.log = set(), set(), []
+    def __init__(self, reconciler, gatherer):
+        self.reconciler, self.gatherer = reconciler, gatherer
+        self.config, self.settings = reconciler.config, reconciler.settings
+        self.source = gatherer.sources["file"]
 
-    def client_missing(self):
-        return None
-
-    def mount(self, fs, settings):
-        self.log.append(("mount", fs.mount_point, fs.mount_point in ledger.load(self.ledger_path)))
-        if fs.mount_point in self.failing:
-            raise TemporaryMountError("server said no")
-        with open(self.mountinfo, "a") as f:
-            f.write(f"{900 + len(self.log)} 1 0:9 / {fs.mount_point} rw - fuse.glusterfs {fs.export} rw\n")
-
-    def unmount(self, mount_point, settings):
-        self.log.append(("unmount", mount_point))
-        if mount_point in self.busy:
-            raise BusyError("target is busy")
-        with open(self.mountinfo) as f:
-            kept = [line for line in f if f" {mount_point} " not in line]
-        with open(self.mountinfo, "w") as f:
-            f.writelines(kept)
+    def run_pass(self, allow_cache=False):
+        gathered = self.gatherer.gather(allow_cache)
+        return self.reconciler.run_pass(gathered.desired, gathered.fresh)
 
 
 @pytest.fixture
@@ -58,17 +45,10 @@ def world(tmp_path):
         mount_point_gid=os.getgid(),
     )
     (tmp_path / "fstab").write_text("# foreign\n")
-    mountinfo = tmp_path / "mountinfo"
-    mountinfo.write_text("1 0 8:1 / / rw - ext4 /dev/vda rw\n")
     doc = tmp_path / "fs.json"
-    mounter = FakeMounter(str(mountinfo), config.ledger_path)
-    reconciler = Reconciler(
-        config,
-        FileSource(str(doc)),
-        {"glusterfs": mounter},
-        mountinfo=str(mountinfo),
-        prober=lambda paths, timeout: {p: None for p in paths},
-    )
+    host = FakeHost()
+    mounters = registry(entry_points=())
+    reconciler = FileFed(Reconciler(config, mounters, host), Gatherer(config, {"file": FileSource(str(doc))}, mounters))
 
     def desire(*names):
         doc.write_text(
@@ -90,59 +70,62 @@ def world(tmp_path):
     def states(result):
         return {v.name: v.state for v in result.verdicts}
 
-    return reconciler, mounter, desire, states, root
+    return reconciler, host, desire, states, root
 
 
 def test_one_failure_does_not_stop_the_others(world):
-    reconciler, mounter, desire, states, root = world
+    reconciler, host, desire, states, root = world
     desire("a", "b", "c")
-    mounter.failing.add(f"{root}/b")
+    host.failures["mount", f"{root}/b"] = TemporaryMountError("server said no")
     result = reconciler.run_pass()
     assert states(result) == {"a": State.MOUNTED, "b": State.ERROR, "c": State.MOUNTED}
-    assert [m[1] for m in mounter.log] == [f"{root}/a", f"{root}/b", f"{root}/c"]
+    assert host.actions("mount") == [f"{root}/a", f"{root}/b", f"{root}/c"]
     # fstab records the desired state, the failed one included, so a boot retries it.
     assert set(fstab.read(reconciler.config.fstab).owned()) == {f"{root}/a", f"{root}/b", f"{root}/c"}
 
 
 def test_nothing_mounts_below_a_failed_parent(world):
-    reconciler, mounter, desire, states, root = world
+    reconciler, host, desire, states, root = world
     desire("p", "p/child")
-    mounter.failing.add(f"{root}/p")
+    host.failures["mount", f"{root}/p"] = TemporaryMountError("server said no")
     result = reconciler.run_pass()
     assert states(result)["p-child"] is State.ERROR
-    assert [m[1] for m in mounter.log] == [f"{root}/p"]
+    assert host.actions("mount") == [f"{root}/p"]
 
 
 def test_directory_made_with_mode_recorded_first_and_removed_after(world):
-    reconciler, mounter, desire, states, root = world
+    reconciler, host, desire, states, root = world
     desire("a")
+    ledger_knew = []
+    host.before = lambda verb, path: verb == "mount" and ledger_knew.append(path in ledger.load(reconciler.config.ledger_path))
     reconciler.run_pass()
-    assert mounter.log == [("mount", f"{root}/a", True)]  # the ledger knew before mount ran
-    assert stat.S_IMODE(os.stat(root / "a").st_mode) == 0o750
+    assert host.actions("mount") == [f"{root}/a"] and ledger_knew == [True]  # the ledger knew before mount ran
+    # The mode reaches the host (that Host.make_dir applies it past the umask: test_host.py).
+    assert host.dirs[f"{root}/a"] == (0o750, os.getuid(), os.getgid())
     desire()
     result = reconciler.run_pass()
     assert states(result) == {"a": State.UNMOUNTED}
-    assert not (root / "a").exists()
+    assert f"{root}/a" not in host.dirs and host.actions("remove_dir") == [f"{root}/a"]
     assert ledger.load(reconciler.config.ledger_path) == {}
     assert Path(reconciler.config.fstab).read_text() == "# foreign\n"
 
 
 def test_busy_keeps_line_and_ownership(world):
-    reconciler, mounter, desire, states, root = world
+    reconciler, host, desire, states, root = world
     desire("a")
     reconciler.run_pass()
-    mounter.busy.add(f"{root}/a")
+    host.failures["unmount", f"{root}/a"] = BusyError("target is busy")
     desire()
     result = reconciler.run_pass()
     assert states(result) == {"a": State.BUSY}
     assert set(fstab.read(reconciler.config.fstab).owned()) == {f"{root}/a"}
     assert set(ledger.load(reconciler.config.ledger_path)) == {f"{root}/a"}
-    mounter.busy.clear()
+    host.failures.clear()
     assert states(reconciler.run_pass()) == {"a": State.UNMOUNTED}
 
 
 def test_source_down_uses_last_known_good_and_never_unmounts(world):
-    reconciler, mounter, desire, states, root = world
+    reconciler, host, desire, states, root = world
     desire("a")
     reconciler.run_pass()
     os.unlink(reconciler.source.path)
@@ -154,4 +137,51 @@ def test_source_down_uses_last_known_good_and_never_unmounts(world):
         f.write("<html>proxy error</html>")
     result = reconciler.run_pass(allow_cache=True)
     assert result.from_cache and result.plan.converged
-    assert ("unmount", f"{root}/a") not in mounter.log
+    assert host.actions("unmount") == []
+
+
+def test_missing_client_is_an_error_and_no_helper_runs(world):
+    reconciler, host, desire, states, root = world
+    host.missing_clients.add("mount.glusterfs")
+    desire("a")
+    result = reconciler.run_pass()
+    assert states(result) == {"a": State.ERROR}
+    assert "install glusterfs-client" in result.verdicts[0].detail
+    assert host.actions("mount") == []
+    host.missing_clients.clear()  # the package was installed: the next pass mounts
+    assert states(reconciler.run_pass()) == {"a": State.MOUNTED}
+
+
+def test_fuse_mount_runs_in_its_own_scope_when_systemd_runs(world):
+    reconciler, host, desire, states, root = world
+    reconciler.settings.use_scope = True
+    desire("a")
+    reconciler.run_pass()
+    assert host.scoped == {f"{root}/a"}
+    assert host.argv[f"{root}/a"] == ["mount", "-t", "glusterfs", "-o", "rw,nosuid,nodev", "h:/a", f"{root}/a"]
+
+
+def test_the_mounters_health_rule_decides_remount_or_leave(world):
+    reconciler, host, desire, states, root = world
+    desire("stale", "hung")
+    reconciler.run_pass()
+    host.health[f"{root}/stale"] = "ESTALE: Stale file handle"  # a fresh mount cures it
+    host.health[f"{root}/hung"] = "no answer within 5s (server unreachable?)"  # touching it could hang
+    observed = reconciler.reconciler.observe(reconciler.gatherer.gather().desired)
+    assert set(observed.broken) == {f"{root}/stale"} and set(observed.hung) == {f"{root}/hung"}
+    host.log.clear()
+    host.health.clear()  # the remount cures it
+    reconciler.run_pass()
+    assert host.actions("unmount") == host.actions("mount") == []  # healthy now: nothing to do
+    host.health[f"{root}/stale"] = "ESTALE: Stale file handle"
+    host.before = lambda verb, path: host.health.pop(path, None) if verb == "mount" else None
+    reconciler.run_pass()
+    assert host.actions("unmount") == host.actions("mount") == [f"{root}/stale"]
+
+
+def test_a_non_empty_directory_is_not_mounted_over(world):
+    reconciler, host, desire, states, root = world
+    host.paths[f"{root}/a"] = PathState.NONEMPTY_DIR
+    desire("a")
+    assert states(reconciler.run_pass()) == {"a": State.ERROR}
+    assert host.log == []
