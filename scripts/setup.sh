@@ -8,9 +8,12 @@ cd "$(dirname "$0")/.."
 # (mount.glusterfs) the agent drives; util-linux/mount: findmnt (reference parser), unshare, nsenter,
 # runuser; iproute2: network namespaces for remote-client tests; postgresql: the API's scale-out tests;
 # systemd-container + debootstrap: the install test boots a Debian container with systemd and cloud-init;
-# qemu-system-x86, busybox-static, kmod, nfs-common, nfs-ganesha(-vfs), rpcbind: a real kernel NFS client in a guest.
+# qemu-system-x86, busybox-static, kmod, nfs-common, nfs-ganesha(-vfs), rpcbind: a real kernel NFS client in a guest;
+# ceph-mon ceph-mgr ceph-osd ceph-mds: a throw-away single-node Ceph cluster (devtools/ceph.py) for the tests;
+# ceph-fuse (ceph-fuse, mount.fuse.ceph) and ceph-common (mount.ceph, /etc/ceph): the clients the agent drives.
 PACKAGES=(glusterfs-server glusterfs-client util-linux mount iproute2 postgresql systemd-container debootstrap
-          qemu-system-x86 busybox-static kmod nfs-common nfs-ganesha nfs-ganesha-vfs rpcbind python3 python3-venv)
+          qemu-system-x86 busybox-static kmod nfs-common nfs-ganesha nfs-ganesha-vfs rpcbind python3 python3-venv
+          ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse ceph-common)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
