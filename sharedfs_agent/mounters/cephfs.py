@@ -67,6 +67,8 @@ class CephFuseMounter(Mounter):
         "ceph.client_fs": _NAME,
         "ceph.conf": re.compile(r"/etc/ceph/[A-Za-z0-9_.-]{1,128}\.conf"),
         "ceph.keyring": re.compile(r"/etc/ceph/[A-Za-z0-9_.-]{1,128}"),
+        # The bare key in a file, like the kernel client's secretfile (ceph-fuse's --keyfile): seen working live.
+        "ceph.keyfile": _SECRETFILE,
     }
 
     def check_export(self, export: str) -> str:
