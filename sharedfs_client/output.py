@@ -7,7 +7,7 @@ escapes. json and yaml escape them by construction (ASCII-only output).
 
 yaml without PyYAML: the emitter writes a safe subset — block mappings and sequences, scalars
 plain only when they cannot be read as anything but that string, otherwise double-quoted with
-JSON's escapes (a YAML 1.2 double-quoted scalar reads them the same). `yaml.safe_load` gives back
+escapes for every control and non-ASCII character. `yaml.safe_load` gives back
 exactly the data `-f json` shows.
 """
 
@@ -99,7 +99,29 @@ def _scalar(value: Any) -> str:
     text = str(value)
     if _PLAIN.fullmatch(text) and text.lower() not in _RESERVED:
         return text
-    return json.dumps(text)  # ensure_ascii: every control and non-ASCII character escaped
+    return _quoted(text)
+
+
+_SHORT = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _quoted(text: str) -> str:
+    """A YAML double-quoted scalar in ASCII: every control and non-ASCII character escaped. Not
+    json.dumps: YAML reads a JSON surrogate pair as two characters, so astral ones need \\U."""
+    out = []
+    for c in text:
+        code = ord(c)
+        if c in _SHORT:
+            out.append(_SHORT[c])
+        elif 0x20 <= code < 0x7F:
+            out.append(c)
+        elif code <= 0xFF:
+            out.append(f"\\x{code:02x}")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
 
 
 def to_yaml(data: Any, indent: int = 0) -> str:
