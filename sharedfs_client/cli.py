@@ -280,6 +280,9 @@ def main(argv: Optional[Sequence[str]] = None, env=None, out: Optional[IO[str]] 
     except KeyboardInterrupt:
         err.write("\nsharedfs: interrupted (the API keeps doing what it was asked)\n")
         return ExitStatus.INTERRUPTED
-    except BrokenPipeError:  # `sharedfs fs list | head`
+    except BrokenPipeError:  # `sharedfs fs list | head`: the reader has what it wanted
+        if out is sys.stdout:
+            # Python would flush stdout again at exit and print the same error as a traceback.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitStatus.OK
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -283,6 +286,18 @@ def test_cli_settings_and_one_line_errors(fake):
 def test_cli_missing_settings_are_usage_errors(env, words):
     code, out, err = run_cli("fs", "list", env=env)
     assert code == ExitStatus.USAGE and words in err and out == ""
+
+
+def test_closed_pipe_is_not_a_traceback(fake):
+    env = {**os.environ, "SHAREDFS_URL": fake, "SHAREDFS_TOKEN": "t", "SHAREDFS_PROJECT": "p1"}
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `| head` that has already gone
+    try:
+        done = subprocess.run([sys.executable, "-m", "sharedfs_client", "fs", "list"], env=env, stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=30)  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (0, "")
 
 
 def test_cli_usage_errors_exit_2():
