@@ -162,8 +162,8 @@ class Display:
 
 
 def _describe(w: Waiting) -> str:
-    if w.who == "filesystem":
-        text = f"filesystem: {sanitize(w.state)}"
+    if w.who in ("filesystem", "api"):
+        text = f"{w.who}: {sanitize(w.state)}"
     elif w.age is None:
         text = f"{sanitize(w.who)}: {sanitize(w.state)}, no report from its agent yet"
     else:
@@ -192,7 +192,7 @@ def _wait(client: Client, name: str, goal: Goal, timeout: float, err: IO[str]) -
         display.close()  # the rewritten line ends before the report starts
         lines = [f"sharedfs: {sanitize(name)}: timed out after {timeout:g}s waiting for {goal.want}; still waiting for:"]
         lines += [f"  {_describe(w)}" for w in e.progress.waiting]
-        if any(w.who != "filesystem" for w in e.progress.waiting):
+        if any(w.who not in ("filesystem", "api") for w in e.progress.waiting):
             lines.append("  (an instance whose agent is not running never reports; see `sharedfs fs instances`)")
         err.write("\n".join(lines) + "\n")
         return ExitStatus.WAIT_TIMEOUT

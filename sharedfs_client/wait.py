@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
 from .api import Client
-from .errors import ApiError
+from .errors import ApiError, Unreachable
 
 __all__ = ["Goal", "Progress", "Waiting", "assess", "follow", "age_seconds", "WaitTimeout"]
 
@@ -127,7 +127,12 @@ def follow(client: Client, name: str, goal: Goal, timeout: float, on_progress: C
             if e.status != 404:
                 raise
             entry, rows = None, []
-        progress = assess(entry, rows, goal, client.server_now())
+        except Unreachable as e:
+            # The change goes on without us (an API restart, a network blip): keep watching
+            # until the timeout rather than give up on the first missed poll.
+            progress = Progress(False, (), (Waiting("api", "unreachable", str(e)),), ())
+        else:
+            progress = assess(entry, rows, goal, client.server_now())
         elapsed = clock() - start
         on_progress(progress, elapsed)
         if progress.settled:

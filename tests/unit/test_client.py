@@ -140,6 +140,8 @@ class FakeClient:
 
     def get_filesystem(self, name):
         entry, self.rows = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if entry == "down":
+            raise Unreachable("GET http://api: URLError: [Errno 111] Connection refused")
         if entry is None:
             raise ApiError(404, "not found")
         return entry
@@ -161,6 +163,14 @@ def test_follow_polls_until_settled_and_times_out():
         follow(FakeClient([(AVAILABLE, [row("vm1", "pending")])]), "home", Goal("mounted"), 5, lambda p, t: None,
                sleep=lambda s: None, clock=iter(range(100)).__next__)  # fmt: skip
     assert caught.value.progress.waiting[0].who == "vm1"
+
+
+def test_follow_keeps_watching_through_an_unreachable_api():
+    script = [("down", []), (AVAILABLE, [row("vm1", "mounted")])]
+    seen = []
+    result = follow(FakeClient(script), "home", Goal("mounted"), 60, lambda p, t: seen.append(p.waiting),
+                    sleep=lambda s: None, clock=iter(range(100)).__next__)  # fmt: skip
+    assert result.ok and seen[0][0].who == "api" and "Connection refused" in seen[0][0].detail
 
 
 class FakeTty(io.StringIO):
