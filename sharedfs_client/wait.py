@@ -121,18 +121,11 @@ def follow(client: Client, name: str, goal: Goal, timeout: float, on_progress: C
     start = clock()
     while True:
         try:
-            entry: Optional[dict] = client.get_filesystem(name)
-            rows = client.filesystem_instances(name) if goal.want != "gone" else []
-        except ApiError as e:
-            if e.status != 404:
-                raise
-            entry, rows = None, []
+            progress = assess(*_read(client, name, goal), goal, client.server_now())
         except Unreachable as e:
             # The change goes on without us (an API restart, a network blip): keep watching
             # until the timeout rather than give up on the first missed poll.
             progress = Progress(False, (), (Waiting("api", "unreachable", str(e)),), ())
-        else:
-            progress = assess(entry, rows, goal, client.server_now())
         elapsed = clock() - start
         on_progress(progress, elapsed)
         if progress.settled:
@@ -140,3 +133,14 @@ def follow(client: Client, name: str, goal: Goal, timeout: float, on_progress: C
         if elapsed >= timeout:
             raise WaitTimeout(progress)
         sleep(min(POLL_SECONDS, max(0.0, timeout - elapsed)))
+
+
+def _read(client: Client, name: str, goal: Goal) -> Tuple[Optional[dict], List[dict]]:
+    """The filesystem's entry (None once the API answers 404) and its instances listing."""
+    try:
+        entry = client.get_filesystem(name)
+        return entry, (client.filesystem_instances(name) if goal.want != "gone" else [])
+    except ApiError as e:
+        if e.status != 404:
+            raise
+        return None, []

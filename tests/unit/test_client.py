@@ -165,6 +165,13 @@ def test_follow_polls_until_settled_and_times_out():
     assert caught.value.progress.waiting[0].who == "vm1"
 
 
+def test_follow_ends_on_404_for_gone():
+    script = [(AVAILABLE, []), (None, [])]
+    result = follow(FakeClient(script), "home", Goal("gone"), 60, lambda p, t: None, sleep=lambda s: None,
+                    clock=iter(range(100)).__next__)  # fmt: skip
+    assert result.ok
+
+
 def test_follow_keeps_watching_through_an_unreachable_api():
     script = [("down", []), (AVAILABLE, [row("vm1", "mounted")])]
     seen = []
