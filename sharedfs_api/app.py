@@ -37,6 +37,7 @@ class Settings:
     max_wait: int = 120  # the longest a long-poll is held; agents time out above it
     migrate: bool = True
     agent_wheels: Optional[str] = None  # directory of sharedfs_agent-*.whl served at /agent/simple/
+    reconcile_every: float = 300.0  # seconds between reconciles of drivers against rows (also at start)
 
 
 class BodyLimit:
@@ -109,6 +110,8 @@ def create_app(settings: Settings) -> FastAPI:
         if notifier is not None:
             notifier.notify()
 
+    services = make_services(sessions, backends, changed, settings.reconcile_every)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         if settings.migrate:
@@ -117,7 +120,9 @@ def create_app(settings: Settings) -> FastAPI:
         hub.bind(asyncio.get_running_loop())
         if notifier is not None:
             notifier.start()
+        services.worker.start()  # resumes what a previous process left creating or deleting
         yield
+        services.worker.stop()
         if notifier is not None:
             notifier.stop()
         engine.dispose()
@@ -125,7 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="sharedfs os-filesystem API", version=__version__, lifespan=lifespan)
     app.add_middleware(BodyLimit)
     # What the dependencies in deps.py hand to the routes.
-    app.state.services = make_services(sessions, backends, changed)
+    app.state.services = services
     app.state.tokens = TokenCache(sessions)
     app.state.view = AgentView(sessions, hub)
     app.state.hub = hub
