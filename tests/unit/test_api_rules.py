@@ -59,6 +59,9 @@ class FakeDriver(Driver):
         self._record("set_access", fs)
         self.access[fs.name] = frozenset(addresses)
 
+    def inventory(self):
+        return None  # a test that wants the reconcile to list replaces this
+
 
 class World:
     """Services on a fresh SQLite database, backends `fake` (fakefs) and `other` (otherfs)."""
@@ -452,3 +455,79 @@ def test_glusterfs_set_access_writes_the_whole_set_and_nobody_for_none(tmp_path)
         "--mode=script volume set vol auth.allow 10.0.0.1,10.0.0.2",
         "--mode=script volume set vol auth.allow 0.0.0.0",  # an empty auth.allow would mean everyone
     ]
+
+
+# -- jobs, crashes, reconcile, races ----------------------------------------------------------
+
+
+def test_an_identical_put_while_deleting_is_refused_not_answered_for_a_vanishing_filesystem(world):
+    world.create("p1", "d")
+    world.services.filesystems.delete_fs(ADMIN, "p1", "d")  # accepted; the worker has not run
+    with pytest.raises(Conflict, match="is being deleted"):
+        world.services.filesystems.put_fs(ADMIN, "p1", "d", FsEntryIn(size="1Gb"))
+    world.drain()
+    assert world.create("p1", "d")[0] == 202  # once it is gone, made again
+
+
+def test_a_create_cut_short_by_a_crash_is_cleaned_then_made_again(world):
+    world.services.filesystems.put_fs(ADMIN, "p1", "cut", FsEntryIn(size="1Gb", scope="project"))
+    with world.sessions() as session:  # as if a worker had claimed it and died in the driver
+        session.query(db.Filesystem).filter_by(name="cut").update({"attempts": 1})
+        session.commit()
+    world.drain()
+    assert world.fake.calls[:2] == [("delete", "cut"), ("create", "cut")]
+    assert world.row("p1", "cut")["status"] == "available"
+    assert world.fake.access["cut"] == {"10.0.0.1", "10.0.0.2"} == world.grants("cut")
+
+
+def test_reconcile_removes_orphans_marks_missing_and_resends_access(world):
+    world.fake.inventory = lambda: set(world.fake.access) | {"orphan"}
+    world.create("p1", "kept", scope="project")
+    world.create("p1", "lost", scope="project")
+    world.fake.access.pop("lost")  # its volume vanished behind our back
+    world.fake.access["kept"] = frozenset({"10.9.9.9"})  # an address added by hand
+    report = world.services.worker.reconcile()
+    assert report.orphans_removed == ["fake/orphan"] and report.missing == ["p1/lost"]
+    assert ("delete", "orphan") in world.fake.calls
+    assert world.fake.access["kept"] == {"10.0.0.1", "10.0.0.2"}
+    lost = world.row("p1", "lost")
+    assert (lost["status"], lost["export"]) == ("error", "")
+
+
+def test_concurrent_global_puts_of_one_name_make_one_row(world):
+    import threading
+
+    answers, errors = [], []
+
+    def put(project: str) -> None:
+        try:
+            answers.append(world.services.filesystems.put_fs(ADMIN, project, "one", FsEntryIn(size="1Gb", scope="global")))
+        except Conflict as e:
+            errors.append(e.message)
+
+    threads = [threading.Thread(target=put, args=(f"p{n}",)) for n in range(20)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    with world.sessions() as session:
+        assert session.query(db.Filesystem).filter_by(name="one").count() == 1
+    assert len(answers) == 1 and len(errors) == 19
+    assert all("already exists as a global filesystem" in m for m in errors)
+
+
+def test_instance_ids_of_other_projects_and_retired_ids_are_not_available(world):
+    from sharedfs_api.schemas import StateIn
+
+    with pytest.raises(Conflict, match="^instance id 'j1' is not available$"):
+        world.register("p1", "j1", who=PROJ1)
+    world.services.instances.delete_instance(PROJ1, "p1", "i1")
+    with pytest.raises(Conflict, match="^instance id 'i1' is not available$"):
+        world.register("p1", "i1", "10.0.0.1", who=INST1)  # its old token cannot bring it back
+    with pytest.raises(Conflict, match="^instance id 'i1' is not available$"):
+        world.register("p2", "i1", who=Principal("project", "p2"))  # nor can another project take it
+    assert world.register("p1", "i1", "10.0.0.1", who=PROJ1)[0] == 201  # its project can
+    world.create("p2", "theirs", scope="project")
+    with pytest.raises(NotFound, match="filesystem 'theirs' not found"):
+        world.services.instances.report_state(INST1, "p1", "i1", "theirs", StateIn(state="mounted"))
+    world.create("p1", "unconnected")
+    with pytest.raises(NotFound, match="filesystem 'unconnected' not found"):
+        world.services.instances.report_state(INST1, "p1", "i1", "unconnected", StateIn(state="mounted"))
