@@ -42,6 +42,7 @@ class Settings:
     vendordata_secret: Optional[str] = None  # what Nova sends as X-Auth-Token for vendordata (--auth tokens)
     public_url: Optional[str] = None  # the API URL vendordata hands instances (default: the URL Nova called)
     ca_pem: Optional[str] = None  # the CA instances should trust for it
+    reconcile_every: float = 300.0  # seconds between reconciles of drivers against rows (also at start)
 
 
 class BodyLimit:
@@ -114,6 +115,8 @@ def create_app(settings: Settings) -> FastAPI:
         if notifier is not None:
             notifier.notify()
 
+    services = make_services(sessions, backends, changed, settings.reconcile_every)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         if settings.migrate:
@@ -122,7 +125,9 @@ def create_app(settings: Settings) -> FastAPI:
         hub.bind(asyncio.get_running_loop())
         if notifier is not None:
             notifier.start()
+        services.worker.start()  # resumes what a previous process left creating or deleting
         yield
+        services.worker.stop()
         if notifier is not None:
             notifier.stop()
         engine.dispose()
@@ -130,7 +135,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="sharedfs os-filesystem API", version=__version__, lifespan=lifespan)
     app.add_middleware(BodyLimit)
     # What the dependencies in deps.py hand to the routes.
-    app.state.services = make_services(sessions, backends, changed)
+    app.state.services = services
     # Token answers are remembered only until the next change anywhere (PostgreSQL tells every process).
     app.state.tokens = TokenCache(sessions, generation=(lambda: hub.generation) if notifier is not None else None)
     app.state.keystone = _keystone(settings, app.state.tokens) if settings.auth == "keystone" else None

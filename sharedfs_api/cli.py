@@ -1,4 +1,4 @@
-"""sharedfs-api command line: serve, token create, instance add/list, db upgrade."""
+"""sharedfs-api command line: serve, token create, instance add/list, reconcile, db upgrade."""
 
 from __future__ import annotations
 
@@ -85,7 +85,8 @@ def cmd_serve(args) -> int:
             ca_pem = f.read()
     settings = Settings(db_url=_db_url(args), backends=_backend_configs(args), max_wait=args.max_wait,
                         agent_wheels=args.agent_wheels, auth=args.auth, openstack_config=openstack_config,
-                        vendordata_secret=secret, public_url=args.public_url, ca_pem=ca_pem)  # fmt: skip
+                        vendordata_secret=secret, public_url=args.public_url, ca_pem=ca_pem,
+                        reconcile_every=args.reconcile_every)  # fmt: skip
     uvicorn.run(create_app(settings), host=host.strip("[]"), port=int(port), log_level=args.log_level,
                 access_log=args.access_log, timeout_keep_alive=settings.max_wait + 30, backlog=8192)  # fmt: skip
     return 0
@@ -230,6 +231,20 @@ def cmd_vendor_data(args) -> int:
     return _cloud_config(args, None, None, None)
 
 
+def cmd_reconcile(args) -> int:
+    """What a server's worker does, once, with no server running: finish pending creates and
+    deletes, then reconcile the backends against the rows."""
+    services = _services(args, configured=True)
+    services.worker.drain()
+    report = services.worker.reconcile()
+    for name in report.orphans_removed:
+        print(f"removed {name}: no row")
+    for name in report.missing:
+        print(f"{name}: volume missing, marked error")
+    print(f"access lists sent: {report.access_synced}")
+    return 0
+
+
 def cmd_db_upgrade(args) -> int:
     db.upgrade(_db_url(args))
     print("database schema is up to date")
@@ -298,6 +313,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--ca-file", help="PEM CA bundle vendordata hands instances, for the API's TLS certificate")
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--reconcile-every", type=float, default=300.0, metavar="S",
+                       help="seconds between reconciles of the backends with the database (default 300)")  # fmt: skip
     serve.set_defaults(func=cmd_serve)
 
     nova = _openstack_config_option(_with_backends(with_db(sub.add_parser(
@@ -345,6 +362,11 @@ def _parser() -> argparse.ArgumentParser:
         "vendor-data", help="#cloud-config for every instance; each gets its token from instance metadata "
                             "sharedfs_token and finds its id and project itself"))  # fmt: skip
     vendordata.set_defaults(func=cmd_vendor_data)
+
+    reconcile = _with_backends(with_db(sub.add_parser(
+        "reconcile", help="finish pending creates and deletes, then reconcile backends with the database "
+                          "(what a server does at start and every 5 minutes)")))  # fmt: skip
+    reconcile.set_defaults(func=cmd_reconcile)
 
     dbp = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     upgrade = with_db(dbp.add_parser("upgrade", help="migrate the schema to the newest version, keeping data"))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import random
 import shlex
 import shutil
 import socket
 import subprocess
-from typing import AbstractSet, List, Mapping
+import time
+from typing import AbstractSet, List, Mapping, Optional, Set
 
 from ..errors import DriverError
 from .base import Driver, FsSpec
@@ -17,6 +19,9 @@ __all__ = ["GlusterfsDriver"]
 # auth.allow with no address wanted: an address no client has, so nobody remote gets in.
 # (An empty auth.allow means "*" to Gluster, so the empty set is never written as such.)
 NOBODY = "0.0.0.0"
+# What glusterd answers while another transaction holds the volume (or the cluster): retried.
+BUSY = ("Another transaction is in progress", "Locking failed", "another transaction")
+BUSY_RETRIES = 20
 
 
 class GlusterfsDriver(Driver):
@@ -43,15 +48,20 @@ class GlusterfsDriver(Driver):
         self._gluster("volume", "list")  # reachable now, or the server does not start
 
     def _gluster(self, *args: str) -> str:
-        try:
-            result = subprocess.run([*self.cli, "--mode=script", *args], capture_output=True, text=True,
-                                    timeout=self.timeout)  # fmt: skip
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise DriverError(f"gluster {args[0]} {args[1] if len(args) > 1 else ''}: {e}") from None
-        if result.returncode != 0:
+        for attempt in range(BUSY_RETRIES + 1):
+            try:
+                result = subprocess.run([*self.cli, "--mode=script", *args], capture_output=True, text=True,
+                                        timeout=self.timeout)  # fmt: skip
+            except (OSError, subprocess.TimeoutExpired) as e:
+                raise DriverError(f"gluster {args[0]} {args[1] if len(args) > 1 else ''}: {e}") from None
+            if result.returncode == 0:
+                return result.stdout
             message = (result.stderr.strip() or result.stdout.strip()).splitlines()
-            raise DriverError(f"gluster {' '.join(args[:3])}: {message[-1] if message else result.returncode}")
-        return result.stdout
+            # glusterd runs one transaction per volume at a time and refuses the others: wait.
+            if not any(words in " ".join(message) for words in BUSY) or attempt == BUSY_RETRIES:
+                break
+            time.sleep(random.uniform(0.1, 0.3 * (attempt + 1)))
+        raise DriverError(f"gluster {' '.join(args[:3])}: {message[-1] if message else result.returncode}")
 
     def _brick(self, name: str) -> str:
         return os.path.join(self.brick_root, name)
@@ -95,3 +105,17 @@ class GlusterfsDriver(Driver):
     def set_access(self, fs: FsSpec, addresses: AbstractSet[str]) -> None:
         # The whole list in one `volume set`: what was allowed before and is not wanted now goes.
         self._gluster("volume", "set", fs.name, "auth.allow", ",".join(sorted(addresses)) or NOBODY)
+
+    def inventory(self) -> Optional[Set[str]]:
+        """The volumes whose bricks are all in brick_root: ours (brick_root is this driver's alone)."""
+        ours: Set[str] = set()
+        name, bricks = None, []
+        for line in self._gluster("volume", "info", "all").splitlines() + ["Volume Name: "]:
+            key, _, value = line.partition(":")
+            if key.strip() == "Volume Name":
+                if name and bricks and all(os.path.dirname(b) == self.brick_root for b in bricks):
+                    ours.add(name)
+                name, bricks = value.strip(), []
+            elif key.strip().startswith("Brick") and key.strip()[5:].isdigit():
+                bricks.append(value.strip().rpartition(":")[2])
+        return ours

@@ -28,3 +28,54 @@ def test_mount_points_that_read_differently_or_hold_credentials_are_refused(worl
     answer = world.put_fs("p1", "sneaky", "proj1", mount_point=mount_point)
     assert answer.status_code == 400, answer.text
     assert "mount_point" in answer.json()["error"]["message"]
+
+
+GL = {"export": "gl1:/vol", "fs_type": "glusterfs"}
+
+
+def test_a_project_cannot_take_or_detect_another_projects_instance_id(world):
+    assert world.register("p2", "owned-by-p2", "10.9.1.7", who="proj2").status_code == 201
+    taken = world.register("p1", "owned-by-p2", "10.9.0.7", who="proj1")
+    assert world.register("p1", "retired-p1", "10.9.0.8", who="proj1").status_code == 201
+    assert world.call("DELETE", "/v1.1/p1/os-instances/retired-p1", "proj1").status_code == 202
+    retired_elsewhere = world.register("p2", "retired-p1", "10.9.1.8", who="proj2")
+    # The same code and the same words, whatever the reason: no project name, no 403-vs-409.
+    for answer, name in ((taken, "owned-by-p2"), (retired_elsewhere, "retired-p1")):
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["error"]["message"] == f"instance id {name!r} is not available"
+    listed = world.call("GET", "/v1.1/p2/os-instances", "proj2").json()["instances"]
+    assert {"id": "owned-by-p2", "project": "p2", "addresses": ["10.9.1.7"]} in listed
+
+
+def test_a_deregistered_instances_token_cannot_register_it_again(world):
+    assert world.register("p1", "gone-vm", "10.9.0.20").status_code == 201
+    token = world.server.token("instance", "p1", "gone-vm")
+    assert world.call("DELETE", "/v1.1/p1/os-instances/gone-vm", "proj1").status_code == 202
+    again = world.server.call("PUT", "/v1.1/p1/os-instances/gone-vm", token,
+                              json={"instance": {"addresses": ["10.9.0.21"]}})  # fmt: skip
+    assert again.status_code == 409, again.text
+    assert again.json()["error"]["message"] == "instance id 'gone-vm' is not available"
+    assert "gone-vm" not in [i["id"] for i in world.call("GET", "/v1.1/p1/os-instances", "proj1").json()["instances"]]
+
+
+def test_an_instance_reports_only_for_filesystems_it_reaches(world):
+    assert world.put_fs("p1", "not-for-i2", **GL).status_code == 201  # instance scope, i2 not connected
+    assert world.put_fs("p2", "p2-only", scope="project", **GL).status_code == 201
+    answers = {
+        name: world.call("PUT", f"/v1.1/p1/os-instances/i2/filesystems/{name}/state", "inst2",
+                         json={"state": "mounted", "detail": ""})  # fmt: skip
+        for name in ("not-for-i2", "p2-only", "no-such-name")
+    }
+    for name, answer in answers.items():
+        assert answer.status_code == 404, (name, answer.text)
+        assert answer.json()["error"]["message"] == f"filesystem {name!r} not found in project 'p1'"
+    states = world.call("GET", "/v1.1/p1/os-filesystem/not-for-i2/instances", "proj1").json()["instances"]
+    assert states == []
+
+
+def test_a_project_cannot_disconnect_another_projects_instance_from_a_global_filesystem(world):
+    assert world.put_fs("p2", "shared-g", scope="global", **GL).status_code == 201
+    assert world.call("PUT", "/v1.1/p2/os-filesystem/shared-g/instances/j1", "proj2").status_code == 201
+    attack = world.call("DELETE", "/v1.1/p1/os-filesystem/shared-g/instances/j1", "proj1")
+    assert attack.status_code == 404, attack.text
+    assert world.call("PUT", "/v1.1/p2/os-filesystem/shared-g/instances/j1", "proj2").status_code == 200  # kept

@@ -27,7 +27,7 @@ def test_list_get_delete(world):
     assert "tmpfs1" in names
     assert world.call("GET", "/v1.1/p1/os-filesystem/tmpfs1").json()["fs_entry"]["name"] == "tmpfs1"
     gone = world.call("DELETE", "/v1.1/p1/os-filesystem/tmpfs1")
-    assert (gone.status_code, gone.content) == (202, b"")
+    assert (gone.status_code, gone.json()["fs_entry"]["status"]) == (202, "deleting")
     missing = world.call("GET", "/v1.1/p1/os-filesystem/tmpfs1")
     assert missing.status_code == 404 and "not found" in missing.json()["error"]["message"]
     assert world.call("DELETE", "/v1.1/p1/os-filesystem/tmpfs1").status_code == 404
