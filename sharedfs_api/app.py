@@ -118,6 +118,7 @@ def create_app(settings: Settings) -> FastAPI:
         if notifier is not None:
             notifier.start()
         yield
+        hub.close()  # uvicorn's shutdown (server.py) has done so already; any other server gets it here
         if notifier is not None:
             notifier.stop()
         engine.dispose()
