@@ -125,8 +125,13 @@ def cmd_instance_add(args) -> int:
 
 
 def cmd_instance_list(args) -> int:
+    from .schemas import escape_control
+
     for instance in _services(args).instances.list_all():
-        print(f"{instance['project']}\t{instance['id']}\t{' '.join(instance['addresses'])}")
+        # Stored values are checked on the way in; escaped on the way out all the same (rows
+        # written by an older version, or by hand, must not drive the admin's terminal).
+        fields = (instance["project"], instance["id"], " ".join(instance["addresses"]))
+        print("\t".join(escape_control(field) for field in fields))
     return 0
 
 

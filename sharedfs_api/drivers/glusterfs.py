@@ -2,21 +2,45 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shlex
 import shutil
 import socket
 import subprocess
-from typing import AbstractSet, List, Mapping
+from typing import AbstractSet, Iterable, List, Mapping
+
+from sharedfs_agent import wire
 
 from ..errors import DriverError
 from .base import Driver, FsSpec
 
-__all__ = ["GlusterfsDriver"]
+__all__ = ["GlusterfsDriver", "auth_allow", "MAX_AUTH_ALLOW"]
 
 # auth.allow with no address wanted: an address no client has, so nobody remote gets in.
 # (An empty auth.allow means "*" to Gluster, so the empty set is never written as such.)
 NOBODY = "0.0.0.0"
+# The longest auth.allow value this driver writes (docs/api.md, "GlusterFS access lists"): glusterd
+# 11 crashed (SIGSEGV, then a malloc assertion) on values of ~120 KB in our measurements, and
+# execve refuses one argument over 128 KiB; kept far below both.
+MAX_AUTH_ALLOW = 48 * 1024
+
+
+def auth_allow(addresses: Iterable[str]) -> str:
+    """The auth.allow value for exactly these addresses: IPv4 runs that fill a whole CIDR block
+    are written as that block (10.0.0.0/30 only when .0 to .3 are all wanted: never wider than
+    the set), IPv6 one by one (Gluster does not read IPv6 prefixes). ValueError for any value
+    that is not wire.check_address-clean, so no separator or wildcard can reach the option."""
+    v4, v6 = [], []
+    for address in addresses:
+        if wire.check_address(address) != address:
+            raise ValueError(f"address {address!r} is not in canonical form")
+        ip = ipaddress.ip_address(address)
+        (v4 if ip.version == 4 else v6).append(ipaddress.ip_network(ip))
+    blocks = [str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+              for net in ipaddress.collapse_addresses(v4)]  # fmt: skip
+    blocks += sorted(str(net.network_address) for net in v6)
+    return ",".join(blocks) or NOBODY
 
 
 class GlusterfsDriver(Driver):
@@ -94,4 +118,12 @@ class GlusterfsDriver(Driver):
 
     def set_access(self, fs: FsSpec, addresses: AbstractSet[str]) -> None:
         # The whole list in one `volume set`: what was allowed before and is not wanted now goes.
-        self._gluster("volume", "set", fs.name, "auth.allow", ",".join(sorted(addresses)) or NOBODY)
+        try:
+            value = auth_allow(addresses)
+        except ValueError as e:
+            raise DriverError(f"access list refused: {e}") from None
+        if len(value) > MAX_AUTH_ALLOW:
+            # This filesystem keeps its previous list; the others are not affected.
+            raise DriverError(f"access list too long: {len(addresses)} addresses make an auth.allow of "
+                              f"{len(value)} characters, more than the {MAX_AUTH_ALLOW} this driver writes")  # fmt: skip
+        self._gluster("volume", "set", fs.name, "auth.allow", value)
