@@ -174,6 +174,8 @@ def _declare_errors(app: FastAPI) -> None:
                 if "requestBody" in operation:
                     codes.add(413)
                 responses = operation.setdefault("responses", {})
+                if method == "put" and "201" in responses:  # PUT is idempotent: 200 when it is so already
+                    responses.setdefault("200", {"description": "exists already as asked (or updated)"})
                 if method == "get" and path.endswith("/os-instances/{instance_id}/filesystems"):
                     codes.add(503)
                     responses.setdefault("304", {"description": "the set still has the ETag of If-None-Match"})

@@ -89,3 +89,80 @@ def test_driver_failure_leaves_an_error_row_and_no_volume(setup, workdir):
     view = server.call("GET", "/v1.1/p1/os-filesystem/taken", admin).json()["fs_entry"]
     assert view["status"] == "error"
     assert server.call("DELETE", "/v1.1/p1/os-filesystem/taken", admin).status_code == 202
+
+
+def test_a_big_project_does_not_stop_another_getting_and_losing_a_global_filesystem(setup, workdir):
+    """170 instances x 16 addresses in one project (no two in one block: the longest auth.allow),
+    then another project's instance gets a global filesystem and loses it, proved by mounting."""
+    server, admin, ns, glusterd = setup
+    for n in range(170):
+        addresses = [f"10.{200 + (n * 16 + k) // 250}.{(n * 16 + k) % 250}.{199 + k % 2 * 20}" for k in range(16)]
+        put = server.call("PUT", f"/v1.1/big/os-instances/b{n}", admin, json={"instance": {"addresses": addresses}})
+        assert put.status_code == 201, put.text
+    created = server.call("PUT", "/v1.1/admin/os-filesystem/glob", admin,
+                          json={"fs_entry": {"size": "1Gb", "scope": "global"}})  # fmt: skip
+    assert created.status_code == 201, created.text
+    entry = created.json()["fs_entry"]
+    assert entry["status"] == "available" and entry["status_detail"] == "", entry
+    big = auth_allow(glusterd, "glob")
+    assert len(big.split(",")) == 170 * 16 and ns.address not in big.split(",")
+    mount_point = str(workdir / "ns-glob")
+    refused, output = mount_and_write(ns, entry["export"], mount_point, "before")
+    assert not refused, output
+
+    assert server.call("PUT", "/v1.1/other/os-instances/small", admin,
+                       json={"instance": {"addresses": [ns.address]}}).status_code == 201  # fmt: skip
+    assert ns.address in auth_allow(glusterd, "glob").split(",")
+    allowed, output = mount_and_write(ns, entry["export"], mount_point, "during")
+    assert allowed, output
+
+    assert server.call("DELETE", "/v1.1/other/os-instances/small", admin).status_code == 202
+    assert auth_allow(glusterd, "glob") == big
+    refused_again, output = mount_and_write(ns, entry["export"], mount_point, "after")
+    assert not refused_again, output
+    assert server.call("DELETE", "/v1.1/admin/os-filesystem/glob", admin).status_code == 202
+    for n in range(170):
+        server.call("DELETE", f"/v1.1/big/os-instances/b{n}", admin)
+
+
+def test_a_whole_block_is_granted_as_cidr_and_reaches_the_client(setup, workdir):
+    server, admin, ns, glusterd = setup
+    block = ns.address.rsplit(".", 1)[0]  # ns.address is .2 of a /30: .0 to .3 are the whole block
+    created = server.call("PUT", "/v1.1/blk/os-filesystem/blockfs", admin,
+                          json={"fs_entry": {"size": "512Mb", "scope": "project"}})  # fmt: skip
+    assert created.status_code == 201, created.text
+    server.call("PUT", "/v1.1/blk/os-instances/c1", admin, json={"instance": {"addresses": [f"{block}.0", f"{block}.1"]}})
+    mount_point = str(workdir / "ns-block")
+    assert auth_allow(glusterd, "blockfs") == f"{block}.0/31"
+    refused, output = mount_and_write(ns, created.json()["fs_entry"]["export"], mount_point, "outside")
+    assert not refused, output
+    server.call("PUT", "/v1.1/blk/os-instances/c2", admin, json={"instance": {"addresses": [f"{block}.2", f"{block}.3"]}})
+    assert auth_allow(glusterd, "blockfs") == f"{block}.0/30"
+    allowed, output = mount_and_write(ns, created.json()["fs_entry"]["export"], mount_point, "inside")
+    assert allowed, output
+    assert server.call("DELETE", "/v1.1/blk/os-filesystem/blockfs", admin).status_code == 202
+
+
+def test_an_access_list_too_long_is_refused_for_that_filesystem_only(setup, workdir):
+    server, admin, ns, glusterd = setup
+    for n in range(80):  # 80 x 16 IPv6 addresses of full length: far over the limit
+        addresses = [f"2001:db8:{n:x}:{k:x}:1234:5678:9abc:def{k % 10}" for k in range(16)]
+        assert server.call("PUT", f"/v1.1/wide/os-instances/w{n}", admin,
+                           json={"instance": {"addresses": addresses}}).status_code == 201  # fmt: skip
+    wide = server.call("PUT", "/v1.1/wide/os-filesystem/widefs", admin,
+                       json={"fs_entry": {"size": "512Mb", "scope": "project"}}).json()["fs_entry"]  # fmt: skip
+    assert wide["status"] == "available"
+    shown = server.call("GET", "/v1.1/wide/os-filesystem/widefs", admin).json()["fs_entry"]
+    assert "access list too long" in shown["status_detail"], shown
+    assert auth_allow(glusterd, "widefs") == "0.0.0.0"  # it keeps what it had: nobody
+    # Another project's filesystem is not affected.
+    narrow = server.call("PUT", "/v1.1/p1/os-filesystem/narrowfs", admin, json={"fs_entry": {"size": "512Mb"}})
+    server.call("PUT", "/v1.1/p1/os-instances/vm1", admin, json={"instance": {"addresses": [ns.address]}})
+    assert server.call("PUT", "/v1.1/p1/os-filesystem/narrowfs/instances/vm1", admin).status_code == 201
+    assert auth_allow(glusterd, "narrowfs") == ns.address
+    allowed, output = mount_and_write(ns, narrow.json()["fs_entry"]["export"], str(workdir / "ns-narrow"), "ok")
+    assert allowed, output
+    for name, tenant in (("widefs", "wide"), ("narrowfs", "p1")):
+        assert server.call("DELETE", f"/v1.1/{tenant}/os-filesystem/{name}", admin).status_code == 202
+    for n in range(80):
+        server.call("DELETE", f"/v1.1/wide/os-instances/w{n}", admin)
