@@ -51,16 +51,16 @@ def test_sizes_with_whitespace_control_characters_or_no_whole_unit_are_refused(w
 
 
 def test_sizes_are_stored_canonical(world):
-    answer = world.put_fs("p1", "canon", "proj1", size="4096mib", export="gl1:/v", fs_type="glusterfs")
+    answer = world.put_fs("p1", "canon", size="4096mib", export="gl1:/v", fs_type="glusterfs")
     assert answer.status_code == 201, answer.text
     assert answer.json()["fs_entry"]["size"] == "4Gb"
-    again = world.put_fs("p1", "canon", "proj1", size="4Gb", export="gl1:/v", fs_type="glusterfs")
+    again = world.put_fs("p1", "canon", size="4Gb", export="gl1:/v", fs_type="glusterfs")
     assert again.status_code in (200, 201), again.text  # the same filesystem, not a conflict
-    assert world.call("DELETE", "/v1.1/p1/os-filesystem/canon", "proj1").status_code == 202
+    assert world.call("DELETE", "/v1.1/p1/os-filesystem/canon").status_code == 202
 
 
 def test_a_report_detail_with_nul_and_escape_sequences_is_stored_escaped(world):
-    assert world.put_fs("p1", "detailed", "proj1", scope="project", export="gl1:/v", fs_type="glusterfs").ok
+    assert world.put_fs("p1", "detailed", scope="project", export="gl1:/v", fs_type="glusterfs").ok
     detail = "mount failed\x00\x1b[2J\u202eevil\n"
     answer = world.call("PUT", "/v1.1/p1/os-instances/i1/filesystems/detailed/state", "inst1",
                         json={"state": "error", "detail": detail})  # fmt: skip
@@ -68,7 +68,7 @@ def test_a_report_detail_with_nul_and_escape_sequences_is_stored_escaped(world):
     assert answer.json()["detail"] == "mount failed\\x00\\x1b[2J\\u202eevil\\x0a"
     listed = world.call("GET", "/v1.1/p1/os-filesystem/detailed/instances", "proj1").text
     assert "\\u0000" not in listed and "\\u001b" not in listed and "\\\\x1b[2J" in listed
-    assert world.call("DELETE", "/v1.1/p1/os-filesystem/detailed", "proj1").status_code == 202
+    assert world.call("DELETE", "/v1.1/p1/os-filesystem/detailed").status_code == 202
 
 
 def test_openapi_states_the_status_codes_sent(world):
@@ -85,7 +85,8 @@ def test_instance_list_escapes_control_characters_in_stored_values(world):
 
     engine = sqlalchemy.create_engine(world.server.db_url)
     with engine.begin() as connection:  # a row written by hand or by an older version
-        connection.execute(sqlalchemy.text("INSERT INTO instances (id, project, addresses_json) VALUES (:id, 'p1', :a)"),
+        connection.execute(sqlalchemy.text("INSERT INTO instances (id, project, addresses_json, created_at) "
+                                           "VALUES (:id, 'p1', :a, CURRENT_TIMESTAMP)"),
                            {"id": "evil\x1b]0;owned\x07", "a": json.dumps(["10.9.9.9\x1b[31m"])})  # fmt: skip
     try:
         listed = world.server.cli("instance", "list")

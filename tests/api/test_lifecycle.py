@@ -46,6 +46,27 @@ def rss_kib(pid: int) -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
+def cpu_seconds(pid: int) -> float:
+    import os
+
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(pid: int, limit: float = 60) -> float:
+    """Seconds until the process uses under 5 % of a core: the polls sent faster than two shared
+    cores answer them are worked off (the client outruns the server), so what is measured after
+    is what stays, not what is still queued."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        before = cpu_seconds(pid)
+        time.sleep(0.5)
+        if cpu_seconds(pid) - before < 0.025:
+            break
+    return time.monotonic() - start
+
+
 def open_fds(pid: int) -> int:
     import os
 
@@ -95,31 +116,33 @@ def test_sigterm_answers_1000_held_long_polls_and_exits_within_two_seconds(serve
 def test_abandoned_long_polls_free_their_handlers(server):
     """30,000 polls opened and reset by the client: memory back near idle, a fresh request fast."""
 
+    pid = server.proc.pid
+
     async def abandon(count: int, batch: int = 1000) -> None:
         linger_zero = struct.pack("ii", 1, 0)  # close() sends RST, as a client that crashed or was killed
         for _ in range(count // batch):
             pairs = await hold_polls(server, batch)
-            await asyncio.sleep(0.5)  # the polls are held by now (most of them; the rest are abandoned earlier)
+            await asyncio.get_running_loop().run_in_executor(None, wait_quiet, pid)  # all held now
             for _, writer in pairs:
                 writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_zero)
                 writer.transport.abort()
-            await asyncio.sleep(0.05)
 
-    pid = server.proc.pid
+    started = rss_kib(pid)
     asyncio.run(abandon(1000))  # warm-up: the first thousand handlers size the allocator's arenas
-    time.sleep(1)
+    wait_quiet(pid)
     idle = rss_kib(pid)
     asyncio.run(abandon(30000))
-    time.sleep(2)  # the last batch's resets are seen
+    quiet_after = wait_quiet(pid)
     after = rss_kib(pid)
     start = time.monotonic()
     fresh = server.call("GET", VIEW, server.poll_token, timeout=10)
     fresh_seconds = time.monotonic() - start
     fds = open_fds(pid)
-    print(f"\nabandoned polls: RSS idle {idle / 1024:.1f} MiB, after 30,000 {after / 1024:.1f} MiB "
-          f"({(after - idle) / idle:+.1%}); a fresh request then took {fresh_seconds * 1000:.0f} ms; {fds} fds open")  # fmt: skip
+    print(f"\nabandoned polls: RSS at start {started / 1024:.1f} MiB, idle after 1,000 {idle / 1024:.1f} MiB, after 30,000 {after / 1024:.1f} MiB "
+          f"({(after - idle) / idle:+.1%}); quiet {quiet_after:.1f}s after the last reset; a fresh request then took "
+          f"{fresh_seconds * 1000:.0f} ms; {fds} fds open")  # fmt: skip
     assert fresh.status_code == 200
-    assert fresh_seconds < 1.0  # 1.9 s when the abandoned handlers lived on
+    assert fresh_seconds < 0.5
     assert after <= idle * 1.10
     assert fds < 100  # every abandoned connection was closed
 
