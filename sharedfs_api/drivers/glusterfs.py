@@ -20,10 +20,12 @@ __all__ = ["GlusterfsDriver", "auth_allow", "MAX_AUTH_ALLOW"]
 # auth.allow with no address wanted: an address no client has, so nobody remote gets in.
 # (An empty auth.allow means "*" to Gluster, so the empty set is never written as such.)
 NOBODY = "0.0.0.0"
-# The longest auth.allow value this driver writes (docs/api.md, "GlusterFS access lists"): glusterd
-# 11 crashed (SIGSEGV, then a malloc assertion) on values of ~120 KB in our measurements, and
-# execve refuses one argument over 128 KiB; kept far below both.
-MAX_AUTH_ALLOW = 48 * 1024
+# The longest auth.allow value this driver writes (docs/api.md, "Drivers"). Measured with
+# GlusterFS 10.3: values up to 3,636 characters were set; at 4,181 (IPv4) or 5,219 (IPv6) glusterd
+# itself crashed (SIGSEGV, then a malloc assertion) and every volume's management with it. The
+# value goes into a brick volfile line with its key, auth.addr.<brick path>.allow, which points
+# at a 4 KiB line buffer; 3 KiB leaves room for that key.
+MAX_AUTH_ALLOW = 3 * 1024
 
 
 def auth_allow(addresses: Iterable[str]) -> str:
