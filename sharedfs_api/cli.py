@@ -66,9 +66,8 @@ def _services(args, configured: bool = False):
 
 
 def cmd_serve(args) -> int:
-    import uvicorn
-
     from .app import Settings, create_app
+    from .server import Limits, serve
 
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
@@ -87,8 +86,9 @@ def cmd_serve(args) -> int:
                         agent_wheels=args.agent_wheels, auth=args.auth, openstack_config=openstack_config,
                         vendordata_secret=secret, public_url=args.public_url, ca_pem=ca_pem,
                         reconcile_every=args.reconcile_every)  # fmt: skip
-    uvicorn.run(create_app(settings), host=host.strip("[]"), port=int(port), log_level=args.log_level,
-                access_log=args.access_log, timeout_keep_alive=settings.max_wait + 30, backlog=8192)  # fmt: skip
+    limits = Limits(max_connections=args.max_connections, request_timeout=args.request_timeout)
+    serve(create_app(settings), host.strip("[]"), int(port), limits, log_level=args.log_level,
+          access_log=args.access_log)  # fmt: skip
     return 0
 
 
@@ -194,8 +194,13 @@ def cmd_instance_add(args) -> int:
 
 
 def cmd_instance_list(args) -> int:
+    from .schemas import escape_control
+
     for instance in _services(args).instances.list_all():
-        print(f"{instance['project']}\t{instance['id']}\t{' '.join(instance['addresses'])}")
+        # Stored values are checked on the way in; escaped on the way out all the same (rows
+        # written by an older version, or by hand, must not drive the admin's terminal).
+        fields = (instance["project"], instance["id"], " ".join(instance["addresses"]))
+        print("\t".join(escape_control(field) for field in fields))
     return 0
 
 
@@ -299,6 +304,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = _with_backends(with_db(sub.add_parser("serve", help="run the API server")))
     serve.add_argument("--listen", default="127.0.0.1:8776", help="HOST:PORT (default 127.0.0.1:8776)")
     serve.add_argument("--max-wait", type=int, default=120, help="longest long-poll hold in seconds (default 120)")
+    serve.add_argument("--max-connections", type=int, default=4096,
+                       help="connections held at once, long-polls included; more are refused with 503 "
+                            "(default 4096; the file descriptor limit is raised to fit)")  # fmt: skip
+    serve.add_argument("--request-timeout", type=float, default=10.0,
+                       help="seconds for a whole request to arrive, and for an idle connection to send one (default 10)")  # fmt: skip
     serve.add_argument(
         "--agent-wheels",
         metavar="DIR",

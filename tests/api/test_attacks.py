@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 
@@ -79,3 +81,68 @@ def test_a_project_cannot_disconnect_another_projects_instance_from_a_global_fil
     attack = world.call("DELETE", "/v1.1/p1/os-filesystem/shared-g/instances/j1", "proj1")
     assert attack.status_code == 404, attack.text
     assert world.call("PUT", "/v1.1/p2/os-filesystem/shared-g/instances/j1", "proj2").status_code == 200  # kept
+
+
+def test_a_chunked_body_over_64_kib_gets_413(world):
+    def chunks():
+        for _ in range(20):
+            yield b"x" * 4096
+
+    answer = world.call("PUT", "/v1.1/p1/os-filesystem/chunky", "proj1", data=chunks(),
+                        headers={"Content-Type": "application/json"})  # fmt: skip
+    assert answer.status_code == 413, answer.text
+    assert "larger than" in answer.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("size", ["4Gb" + " " * 40, " 4Gb", "4\tGb", "4Gb\x00", "4Gb\n", "1.001Kb"])
+def test_sizes_with_whitespace_control_characters_or_no_whole_unit_are_refused(world, size):
+    answer = world.put_fs("p1", "sized", "proj1", size=size, export="gl1:/v", fs_type="glusterfs")
+    assert answer.status_code == 400, answer.text
+    assert "size" in answer.json()["error"]["message"]
+
+
+def test_sizes_are_stored_canonical(world):
+    answer = world.put_fs("p1", "canon", size="4096mib", export="gl1:/v", fs_type="glusterfs")
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["fs_entry"]["size"] == "4Gb"
+    again = world.put_fs("p1", "canon", size="4Gb", export="gl1:/v", fs_type="glusterfs")
+    assert again.status_code in (200, 201), again.text  # the same filesystem, not a conflict
+    assert world.call("DELETE", "/v1.1/p1/os-filesystem/canon").status_code == 202
+
+
+def test_a_report_detail_with_nul_and_escape_sequences_is_stored_escaped(world):
+    assert world.put_fs("p1", "detailed", scope="project", export="gl1:/v", fs_type="glusterfs").ok
+    detail = "mount failed\x00\x1b[2J\u202eevil\n"
+    answer = world.call("PUT", "/v1.1/p1/os-instances/i1/filesystems/detailed/state", "inst1",
+                        json={"state": "error", "detail": detail})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["detail"] == "mount failed\\x00\\x1b[2J\\u202eevil\\x0a"
+    listed = world.call("GET", "/v1.1/p1/os-filesystem/detailed/instances", "proj1").text
+    assert "\\u0000" not in listed and "\\u001b" not in listed and "\\\\x1b[2J" in listed
+    assert world.call("DELETE", "/v1.1/p1/os-filesystem/detailed").status_code == 202
+
+
+def test_openapi_states_the_status_codes_sent(world):
+    document = world.call("GET", "/openapi.json").json()
+    assert '"422"' not in str(document).replace("'", '"')
+    put_fs = document["paths"]["/v1.1/{tenant}/os-filesystem/{name}"]["put"]["responses"]
+    assert {"201", "400", "401", "403", "404", "409", "413"} <= set(put_fs)
+    poll = document["paths"]["/v1.1/{tenant}/os-instances/{instance_id}/filesystems"]["get"]["responses"]
+    assert {"200", "304", "400", "401", "403", "404", "503"} <= set(poll)
+
+
+def test_instance_list_escapes_control_characters_in_stored_values(world):
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(world.server.db_url)
+    with engine.begin() as connection:  # a row written by hand or by an older version
+        connection.execute(sqlalchemy.text("INSERT INTO instances (id, project, addresses_json, created_at) "
+                                           "VALUES (:id, 'p1', :a, CURRENT_TIMESTAMP)"),
+                           {"id": "evil\x1b]0;owned\x07", "a": json.dumps(["10.9.9.9\x1b[31m"])})  # fmt: skip
+    try:
+        listed = world.server.cli("instance", "list")
+        assert "\x1b" not in listed and "\x07" not in listed
+        assert "evil\\x1b]0;owned\\x07" in listed and "10.9.9.9\\x1b[31m" in listed
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text("DELETE FROM instances WHERE id LIKE 'evil%'"))

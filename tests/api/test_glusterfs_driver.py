@@ -107,3 +107,30 @@ def test_driver_failure_leaves_an_error_row_and_no_volume(setup, workdir):
     view = server.call("GET", "/v1.1/p1/os-filesystem/taken", admin).json()["fs_entry"]
     assert view["status"] == "error"
     assert server.call("DELETE", "/v1.1/p1/os-filesystem/taken", admin).status_code == 202
+
+
+def test_an_access_list_too_long_is_refused_for_that_filesystem_only(setup, workdir):
+    """170 instances x 16 addresses with no two in one block: too long for auth.allow. That one
+    filesystem says so and keeps its list; another project's filesystem keeps working."""
+    server, admin, ns, glusterd = setup
+    for n in range(170):
+        addresses = [f"10.{201 + (n * 16 + k) // 250}.{(n * 16 + k) % 250}.{199 + k % 2 * 20}" for k in range(16)]
+        assert server.call("PUT", f"/v1.1/wide/os-instances/w{n}", admin,
+                           json={"instance": {"addresses": addresses}}).status_code == 201  # fmt: skip
+    wide = server.call("PUT", "/v1.1/wide/os-filesystem/widefs", admin,
+                       json={"fs_entry": {"size": "512Mb", "scope": "project"}}).json()["fs_entry"]  # fmt: skip
+    assert wide["status"] == "available"
+    shown = server.call("GET", "/v1.1/wide/os-filesystem/widefs", admin).json()["fs_entry"]
+    assert "access list too long" in shown["status_detail"], shown
+    assert auth_allow(glusterd, "widefs") == "0.0.0.0"  # it keeps what it had: nobody
+    # Another project's filesystem is not affected.
+    narrow = server.call("PUT", "/v1.1/p1/os-filesystem/narrowfs", admin, json={"fs_entry": {"size": "512Mb"}})
+    server.call("PUT", "/v1.1/p1/os-instances/vm1", admin, json={"instance": {"addresses": [ns.address]}})
+    assert server.call("PUT", "/v1.1/p1/os-filesystem/narrowfs/instances/vm1", admin).status_code == 201
+    assert auth_allow(glusterd, "narrowfs") == ns.address
+    allowed, output = mount_and_write(ns, narrow.json()["fs_entry"]["export"], str(workdir / "ns-narrow"), "ok")
+    assert allowed, output
+    for name, tenant in (("widefs", "wide"), ("narrowfs", "p1")):
+        assert server.call("DELETE", f"/v1.1/{tenant}/os-filesystem/{name}", admin).status_code == 202
+    for n in range(170):
+        server.call("DELETE", f"/v1.1/wide/os-instances/w{n}", admin)
