@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import os
 import tempfile
-import urllib.error
-import urllib.request
 from typing import Any, Callable, List, Mapping, Optional, Tuple
 
 import psutil
 
-from . import wire
+from . import httpclient, wire
 from .errors import ConfigError
 from .host import commands
 
@@ -41,13 +38,12 @@ def _from_instance_data(settings: Mapping[str, Any]) -> Tuple[Optional[str], Opt
 
 def _from_metadata_service(settings: Mapping[str, Any]) -> Tuple[Optional[str], Optional[str]]:
     """OpenStack's metadata service: short timeouts, and never through a proxy (guest-agent#283)."""
-    # An empty ProxyHandler ignores HTTP(S)_PROXY: the metadata address is link-local.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     url = settings["metadata_url"].rstrip("/")
     try:
-        with opener.open(f"{url}/{_META}", timeout=2.0) as answer:
-            meta = json.loads(answer.read(1 << 20))
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
+        # Never through HTTP(S)_PROXY: the metadata address is link-local.
+        status, _, body = httpclient.exchange(f"{url}/{_META}", timeout=2.0, use_proxy=False)
+        meta = json.loads(body) if status == 200 else None
+    except (httpclient.BadAnswer, OSError, ValueError):
         return None, None
     if not isinstance(meta, dict):
         return None, None
