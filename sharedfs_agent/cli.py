@@ -26,7 +26,7 @@ log = logging.getLogger("sharedfs_agent")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sharedfs-agent", description=__doc__.split(":")[0])
+    parser = argparse.ArgumentParser(prog="sharedfs-agent", description="sharedfs-agent command line")
     parser.add_argument("--version", action="version", version=f"sharedfs-agent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

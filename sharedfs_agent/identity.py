@@ -7,7 +7,6 @@ import logging
 import os
 import socket
 import struct
-import tempfile
 from typing import Any, Callable, List, Mapping, Optional, Tuple
 
 from . import httpclient, wire
@@ -66,6 +65,8 @@ def _from_config_drive(settings: Mapping[str, Any]) -> Tuple[Optional[str], Opti
     device = "/dev/disk/by-label/config-2"
     if not os.path.exists(device):
         return None, None
+    import tempfile  # only when a config drive is looked for
+
     with tempfile.TemporaryDirectory(prefix="sharedfs-config-drive-") as mount_point:
         mounted = commands.run(["mount", "-o", "ro,nosuid,nodev,noexec", device, mount_point], timeout=10)
         if not mounted.ok:
