@@ -224,13 +224,15 @@ def test_the_idle_daemon_loads_neither_ssl_nor_importlib_metadata_nor_psutil(tmp
     code = (
         "import sys; from sharedfs_agent import cli, daemon, identity; from sharedfs_agent.sources import registry;"
         "from sharedfs_agent.mounters import registry as mounters; registry(); mounters(); identity.addresses();"
-        "from sharedfs_agent import httpclient\n"
-        "try: httpclient.exchange('http://127.0.0.1:9/', timeout=1)\nexcept OSError: pass\n"
-        "print(sorted(m for m in ('ssl', 'importlib.metadata', 'psutil', 'urllib.request') if m in sys.modules))"
+        "from sharedfs_agent import httpclient; from sharedfs_agent.sources.api import ApiClient\n"
+        "client = ApiClient('http://127.0.0.1:9', 'token')\n"
+        "try: httpclient.exchange(client.url + '/', timeout=1)\nexcept OSError: pass\n"
+        "print(sorted(m for m in ('ssl', 'importlib.metadata', 'psutil', 'urllib.request', 'http.client', 'email',"
+        " 'tempfile', 'shutil') if m in sys.modules))"
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
-    https = code.replace("http://127.0.0.1:9/", "https://127.0.0.1:9/")
+    https = code.replace("http://127.0.0.1:9", "https://127.0.0.1:9")
     loaded = subprocess.run([sys.executable, "-c", https], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "['ssl']"  # an https URL brings TLS, and only then
 
