@@ -121,7 +121,7 @@ def measure_agent(label: str, python: str, api: ApiServer, base: Path, window: f
     version = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True,
                              text=True).stdout.strip()  # fmt: skip
     return {"name": f"sharedfs-agent ({label}: Python {version})", "rss": memory.rss / 2**20,
-            "uss": memory.uss / 2**20, "cpu_hour": cpu / 1e9 * 3600 / window, "wakeups_min": sw * 60 / window,
+            "uss": memory.uss / 2**20, "pss": memory.pss / 2**20, "cpu_hour": cpu / 1e9 * 3600 / window, "wakeups_min": sw * 60 / window,
             "requests_min": requests * 60 / window, "threads": threads}  # fmt: skip
 
 
@@ -161,10 +161,12 @@ def main() -> None:
         api.stop()
         shutil.rmtree(base, ignore_errors=True)
     print(f"footprint: idle {args.window:.0f} s, source api (long-poll, wait 60), nothing attached")
-    print(f"  {'agent':<44} {'RSS MB':>7} {'USS MB':>7} {'CPU s/h':>8} {'wakeups/min':>12} {'req/min':>8} {'threads':>7}")
+    print(f"  {'agent':<44} {'RSS MB':>7} {'USS MB':>7} {'PSS MB':>7} {'CPU s/h':>8} {'wakeups/min':>12} "
+          f"{'req/min':>8} {'threads':>7}")  # fmt: skip
     for r in rows:
-        print(f"  {r['name']:<44} {r['rss']:7.1f} {r['uss']:7.1f} {r['cpu_hour']:8.3f} {r['wakeups_min']:12.1f} "
-              f"{r['requests_min']:8.1f} {r['threads']:7d}")  # fmt: skip
+        print(f"  {r['name']:<44} {r['rss']:7.1f} {r['uss']:7.1f} {r['pss']:7.1f} {r['cpu_hour']:8.3f} "
+              f"{r['wakeups_min']:12.1f} {r['requests_min']:8.1f} {r['threads']:7d}")  # fmt: skip
+    print("  USS counts the interpreter's own pages as private when no other process runs the same python3")
     print(f"  goals: RSS <= {GOALS['rss']} MB, USS <= {GOALS['uss']} MB, CPU <= {GOALS['cpu_hour']} s per idle hour")
     for r in rows:
         missed = [k for k in ("rss", "uss", "cpu_hour") if r[k] > GOALS[k]]

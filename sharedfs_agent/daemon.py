@@ -18,6 +18,7 @@ from .errors import ConfigError, SourceUnavailable, outcome
 from .gather import Gatherer
 from .host import systemd
 from .lock import PassLock
+from .logs import fields
 from .model import State, Verdict
 from .mounters import registry
 from .reconcile import Reconciler
@@ -195,6 +196,7 @@ class Daemon:
         self.reload = False
         self.wakeup: Optional[Wakeup] = None  # made in run(): a pipe, so not in the constructor
         self.passes = 0
+        self.states: Dict[str, Tuple[str, str]] = {}  # name -> (state, detail) logged last
         self._ready_lock = threading.Lock()
         self.ready = False
 
@@ -322,6 +324,7 @@ class Daemon:
         write_status(config.status_path, result.verdicts, gatherer.describe(), note)
         if config.metrics_textfile:
             write_metrics(config.metrics_textfile, result.verdicts, gathered.fresh, self.passes)
+        self._log_changes(result.verdicts)
         summary = _summary(result.verdicts)
         systemd.notify(f"STATUS={summary}{'' if gathered.fresh else f' (source {down} down)'}")
         for name, reporter in reporters.items():
@@ -330,6 +333,19 @@ class Daemon:
                 reporter.report(gathered.verdicts_of(name, result.verdicts))
         if result.plan.actions or any(v.state is not State.MOUNTED for v in result.verdicts):
             log.info("pass %d: %s in %.2fs", self.passes, summary, time.monotonic() - start)
+
+
+    def _log_changes(self, verdicts: Sequence[Verdict]) -> None:
+        """One line per filesystem whose state changed, with its journal fields."""
+        for v in verdicts:
+            now = (v.state.value, v.detail)
+            if self.states.get(v.name) != now:
+                level = logging.WARNING if v.state in (State.ERROR, State.BUSY) else logging.INFO
+                log.log(level, "%s %s: %s%s", v.name, v.mount_point or "-", v.state.value,
+                        f": {v.detail}" if v.detail else "", extra=fields(v.name, v.mount_point or "", state=v.state.value))  # fmt: skip
+                self.states[v.name] = now
+        for gone in set(self.states) - {v.name for v in verdicts}:
+            del self.states[gone]
 
 
 def _summary(verdicts: Sequence[Verdict]) -> str:
