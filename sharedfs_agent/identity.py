@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import os
-import tempfile
-import urllib.error
-import urllib.request
+import socket
+import struct
 from typing import Any, Callable, List, Mapping, Optional, Tuple
 
-import psutil
-
-from . import wire
+from . import httpclient, wire
 from .errors import ConfigError
 from .host import commands
 
@@ -41,13 +37,12 @@ def _from_instance_data(settings: Mapping[str, Any]) -> Tuple[Optional[str], Opt
 
 def _from_metadata_service(settings: Mapping[str, Any]) -> Tuple[Optional[str], Optional[str]]:
     """OpenStack's metadata service: short timeouts, and never through a proxy (guest-agent#283)."""
-    # An empty ProxyHandler ignores HTTP(S)_PROXY: the metadata address is link-local.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     url = settings["metadata_url"].rstrip("/")
     try:
-        with opener.open(f"{url}/{_META}", timeout=2.0) as answer:
-            meta = json.loads(answer.read(1 << 20))
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
+        # Never through HTTP(S)_PROXY: the metadata address is link-local.
+        status, _, body = httpclient.exchange(f"{url}/{_META}", timeout=2.0, use_proxy=False)
+        meta = json.loads(body) if status == 200 else None
+    except (httpclient.BadAnswer, OSError, ValueError):
         return None, None
     if not isinstance(meta, dict):
         return None, None
@@ -70,6 +65,8 @@ def _from_config_drive(settings: Mapping[str, Any]) -> Tuple[Optional[str], Opti
     device = "/dev/disk/by-label/config-2"
     if not os.path.exists(device):
         return None, None
+    import tempfile  # only when a config drive is looked for
+
     with tempfile.TemporaryDirectory(prefix="sharedfs-config-drive-") as mount_point:
         mounted = commands.run(["mount", "-o", "ro,nosuid,nodev,noexec", device, mount_point], timeout=10)
         if not mounted.ok:
@@ -110,16 +107,77 @@ def discover(settings: Mapping[str, Any]) -> Identity:
 
 def addresses() -> List[str]:
     """This instance's addresses on interfaces that are up that the API accepts (wire.check_address)."""
-    stats = psutil.net_if_stats()
+    try:
+        candidates = _netlink_addresses()
+    except OSError as e:  # no netlink (an unusual sandbox): psutil reads the same another way
+        log.debug("netlink: %s; asking psutil", e)
+        candidates = _psutil_addresses()
     found = set()
-    for name, addrs in psutil.net_if_addrs().items():
-        if name in stats and not stats[name].isup:
-            continue
-        for addr in addrs:
-            try:
-                found.add(wire.check_address(addr.address))  # the API's rule: plain unicast only
-            except ValueError:
-                continue  # MAC addresses, loopback, link-local (with its %zone) and the like
+    for address in candidates:
+        try:
+            found.add(wire.check_address(address))  # the API's rule: plain unicast only
+        except ValueError:
+            continue  # loopback, link-local and the like
     if len(found) > wire.MAX_ADDRESSES:
         log.warning("%d addresses; registering the first %d (the API's cap)", len(found), wire.MAX_ADDRESSES)
     return sorted(found)[: wire.MAX_ADDRESSES]
+
+
+_RTM_GETADDR, _NLMSG_DONE, _NLMSG_ERROR = 22, 3, 2
+_NLM_F_REQUEST_DUMP = 0x1 | 0x300
+_IFA_ADDRESS, _IFA_LOCAL = 1, 2
+_IFF_UP = 0x1
+
+
+def _netlink_addresses() -> List[str]:
+    """Every address of every interface that is up, from one RTM_GETADDR dump (rtnetlink(7)).
+    Not psutil: importing it costs an idle daemon some 3 MB, for a list the kernel gives here."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as sock:
+        sock.settimeout(5.0)
+        request = struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0)
+        sock.send(struct.pack("=IHHII", 16 + len(request), _RTM_GETADDR, _NLM_F_REQUEST_DUMP, 1, 0) + request)
+        found: List[str] = []
+        up: dict = {}
+        while True:
+            data = sock.recv(65536)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, kind, _, _, _ = struct.unpack_from("=IHHII", data, offset)
+                if kind == _NLMSG_DONE:
+                    return found
+                if kind == _NLMSG_ERROR or length < 16:
+                    raise OSError("netlink RTM_GETADDR answered with an error")
+                family, _, _, _, index = struct.unpack_from("=BBBBI", data, offset + 16)
+                attributes: dict = {}
+                at, end = offset + 24, offset + length
+                while at + 4 <= end:
+                    size, kind = struct.unpack_from("=HH", data, at)
+                    if size < 4:
+                        break
+                    attributes[kind] = data[at + 4 : at + size]
+                    at += (size + 3) & ~3
+                # IPv4: IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer's on a point-to-point link).
+                raw = attributes.get(_IFA_LOCAL) or attributes.get(_IFA_ADDRESS)
+                if raw and family in (socket.AF_INET, socket.AF_INET6):
+                    if index not in up:
+                        up[index] = _is_up(index)
+                    if up[index]:
+                        found.append(socket.inet_ntop(family, raw))
+                offset += (length + 3) & ~3
+
+
+def _is_up(index: int) -> bool:
+    """IFF_UP in /sys/class/net/NAME/flags, as psutil's isup; an interface that cannot be read counts as up."""
+    try:
+        with open(f"/sys/class/net/{socket.if_indextoname(index)}/flags") as f:
+            return bool(int(f.read().strip(), 16) & _IFF_UP)
+    except (OSError, ValueError):
+        return True
+
+
+def _psutil_addresses() -> List[str]:
+    import psutil
+
+    stats = psutil.net_if_stats()
+    return [addr.address for name, addrs in psutil.net_if_addrs().items()
+            if name not in stats or stats[name].isup for addr in addrs]  # fmt: skip
