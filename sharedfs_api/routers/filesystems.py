@@ -21,7 +21,9 @@ def list_filesystems(tenant: str = TENANT, who: Principal = Depends(principal),
     return {"fs_entries": service.list_fs(who, tenant)}
 
 
-@router.put("/{name}", status_code=202, summary="create a filesystem (202 creating; 201 for a static export)")
+@router.put("/{name}", status_code=202, summary="create a filesystem (202 creating; 201 for a static export)",
+            responses={201: {"description": "created: a static export, available at once"},
+                       200: {"description": "exists already as asked"}})  # fmt: skip
 def put_filesystem(tenant: str = TENANT, name: str = NAME, body: FsEntryBody = Body(...),
                    who: Principal = Depends(principal), service: FilesystemService = Depends(filesystems)):  # fmt: skip
     code, entry = service.put_fs(who, tenant, name, body.fs_entry)
