@@ -332,7 +332,6 @@ def test_cli_usage_errors_exit_2():
     ("https://sfs.example:8776/", ("https://sfs.example:8776", None)),
 ])  # fmt: skip
 def test_catalog_urls_split_into_the_clients_root_and_project(url, expected):
-    pytest.importorskip("keystoneauth1")  # the optional extra `osc`; dev installs it
     from sharedfs_client.osc.session import split_endpoint
 
     assert split_endpoint(url) == expected
