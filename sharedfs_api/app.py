@@ -18,7 +18,7 @@ from . import __version__, db
 from .auth import TokenCache
 from .backends import BackendConfig, Backends
 from .errors import ApiError, Unauthorized
-from .routers import agents, filesystems, instances, vendordata
+from .routers import agents, dashboard, filesystems, instances, vendordata
 from .routers.agent_index import agent_index
 from .services import make_services
 from .view import AgentView, Hub, PgNotifier
@@ -153,6 +153,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(filesystems.router)
     app.include_router(instances.router)
     app.include_router(vendordata.router)
+    app.include_router(dashboard.router)
     app.include_router(agents.make_router(settings.max_wait))
     agent_index(app, settings.agent_wheels)
     _declare_errors(app)

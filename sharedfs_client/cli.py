@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import logging
 import os
 import shutil
 import sys
@@ -14,7 +15,8 @@ from .errors import ApiError, ClientError
 from .output import FORMATS, render_list, render_one, sanitize
 from .wait import Goal, Progress, Waiting, WaitTimeout, age_seconds, follow
 
-__all__ = ["main", "ExitStatus"]
+__all__ = ["main", "ExitStatus", "wait_and_report", "FS_FIELDS", "FS_COLUMNS", "FS_HEADINGS", "instances_with_age",
+           "INSTANCE_COLUMNS", "INSTANCE_DATA_COLUMNS", "INSTANCE_HEADINGS"]
 
 
 class ExitStatus(enum.IntEnum):
@@ -116,13 +118,17 @@ def _settings(args: argparse.Namespace, env) -> argparse.Namespace:
                                       ("http_timeout", None, 30.0), ("format", None, "table")):  # fmt: skip
         if getattr(args, option, None) is None:
             setattr(args, option, (env.get(variable) if variable else None) or default)
-    keystone = " (Keystone credentials from OS_* are not supported yet)" if env.get("OS_AUTH_URL") else ""
-    if not args.url:
-        raise Usage("no API endpoint: give --url or set SHAREDFS_URL")
-    if not args.url.startswith(("http://", "https://")):
+    # An openrc's OS_* variables stand in for the token (and the URL and project: the catalog and the
+    # token's scope give them) when SHAREDFS_TOKEN is not set.
+    args.keystone = not args.token and bool(env.get("OS_AUTH_URL"))
+    if args.url and not args.url.startswith(("http://", "https://")):
         raise Usage(f"--url {sanitize(args.url)!r} is not an http:// or https:// URL")
+    if args.keystone:
+        return args
+    if not args.url:
+        raise Usage("no API endpoint: give --url or set SHAREDFS_URL (or source an openrc: OS_AUTH_URL …)")
     if not args.token:
-        raise Usage(f"no token: set SHAREDFS_TOKEN (or give --token){keystone}")
+        raise Usage("no token: set SHAREDFS_TOKEN (or give --token, or source an openrc: OS_AUTH_URL …)")
     if not args.project:
         raise Usage("no project: give --project or set SHAREDFS_PROJECT")
     return args
@@ -184,7 +190,8 @@ def _age(seconds: Optional[float]) -> str:
     return f"{s // 86400}d"
 
 
-def _wait(client: Client, name: str, goal: Goal, timeout: float, err: IO[str]) -> ExitStatus:
+def wait_and_report(client: Client, name: str, goal: Goal, timeout: float, err: IO[str]) -> ExitStatus:
+    """--wait: progress on err, then OK, WAIT_FAILED or WAIT_TIMEOUT with each instance concerned named on err."""
     display = Display(err, sanitize(name), goal.want)
     try:
         progress = follow(client, name, goal, timeout, display)
@@ -204,8 +211,43 @@ def _wait(client: Client, name: str, goal: Goal, timeout: float, err: IO[str]) -
     return ExitStatus.OK
 
 
+INSTANCE_COLUMNS = ("id", "connected", "mount_state", "detail", "age")
+INSTANCE_DATA_COLUMNS = ("id", "connected", "mount_state", "detail", "updated_at", "age_seconds")  # for scripts
+INSTANCE_HEADINGS = ("ID", "Connected", "Mount State", "Detail", "Age")
+
+
+def instances_with_age(client: Client, name: str) -> list:
+    """A filesystem's instances, each with the age of its last report by the server's clock (age, age_seconds)."""
+    rows = client.filesystem_instances(name)
+    now = client.server_now()
+    for row in rows:
+        age = age_seconds(row.get("updated_at"), now)
+        row["age_seconds"] = None if age is None else int(age)
+        row["age"] = _age(age)
+    return rows
+
+
+def _client(args: argparse.Namespace) -> Client:
+    if not args.keystone:
+        return Client(args.url, args.project, UrllibTransport(args.token, args.ca_bundle), timeout=args.http_timeout)
+    try:  # the optional extra: the light install has no keystoneauth
+        from .osc import session
+    except ImportError:
+        raise Usage("OS_* credentials need keystoneauth: pip install 'sharedfs[osc]' (or set SHAREDFS_TOKEN)")
+    # keystoneauth's warnings (version discovery) would reach stderr through logging's last resort;
+    # what matters comes back as an error, shown as one line.
+    logging.getLogger("keystoneauth").addHandler(logging.NullHandler())
+    try:
+        ks_session = session.session_from_environment(args.env)
+    except ValueError as e:
+        raise Usage(sanitize(e))
+    root, project = session.split_endpoint(args.url or session.catalog_endpoint(ks_session, args.env))
+    project = args.project or project or session.project_of(ks_session)
+    return Client(root, project, session.KeystoneTransport(ks_session), timeout=args.http_timeout)
+
+
 def _run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> ExitStatus:
-    client = Client(args.url, args.project, UrllibTransport(args.token, args.ca_bundle), timeout=args.http_timeout)
+    client = _client(args)
     fmt = args.format
 
     def emit(text: str) -> None:
@@ -225,17 +267,8 @@ def _run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> ExitStatus:
         emit(render_one(client.get_filesystem(args.name), FS_FIELDS, fmt))
         return ExitStatus.OK
     if verb == "instances":
-        rows = client.filesystem_instances(args.name)
-        now = client.server_now()
-        for row in rows:
-            age = age_seconds(row.get("updated_at"), now)
-            row["age_seconds"] = None if age is None else int(age)
-            row["age"] = _age(age)
-        if fmt in ("json", "yaml"):
-            columns = ("id", "connected", "mount_state", "detail", "updated_at", "age_seconds")
-        else:
-            columns = ("id", "connected", "mount_state", "detail", "age")
-        emit(render_list(rows, columns, ("ID", "Connected", "Mount State", "Detail", "Age"), fmt))
+        columns = INSTANCE_DATA_COLUMNS if fmt in ("json", "yaml") else INSTANCE_COLUMNS
+        emit(render_list(instances_with_age(client, args.name), columns, INSTANCE_HEADINGS, fmt))
         return ExitStatus.OK
     if verb == "create":
         created, entry = client.create_filesystem(args.name, args.size, scope=args.scope, mount_point=args.mount_point,
@@ -244,18 +277,18 @@ def _run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> ExitStatus:
         if not created:
             err.write(f"sharedfs: {sanitize(args.name)} already exists with these settings\n")
         emit(render_one(entry, FS_FIELDS, fmt))
-        return _wait(client, args.name, Goal("mounted"), args.timeout, err) if args.wait else ExitStatus.OK
+        return wait_and_report(client, args.name, Goal("mounted"), args.timeout, err) if args.wait else ExitStatus.OK
     if verb == "delete":
         client.delete_filesystem(args.name)
-        return _wait(client, args.name, Goal("gone"), args.timeout, err) if args.wait else ExitStatus.OK
+        return wait_and_report(client, args.name, Goal("gone"), args.timeout, err) if args.wait else ExitStatus.OK
     if verb == "connect":
         client.connect(args.name, args.instance)
         goal = Goal("mounted", args.instance)
-        return _wait(client, args.name, goal, args.timeout, err) if args.wait else ExitStatus.OK
+        return wait_and_report(client, args.name, goal, args.timeout, err) if args.wait else ExitStatus.OK
     if verb == "disconnect":
         client.disconnect(args.name, args.instance)
         goal = Goal("unmounted", args.instance)
-        return _wait(client, args.name, goal, args.timeout, err) if args.wait else ExitStatus.OK
+        return wait_and_report(client, args.name, goal, args.timeout, err) if args.wait else ExitStatus.OK
     raise AssertionError(f"unhandled command {verb}")  # argparse allows no other
 
 
@@ -267,6 +300,7 @@ def main(argv: Optional[Sequence[str]] = None, env=None, out: Optional[IO[str]] 
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         _settings(args, env)
+        args.env = env
         return int(_run(args, out, err))
     except Usage as e:
         err.write(f"sharedfs: {e}\n")

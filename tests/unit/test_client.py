@@ -297,7 +297,9 @@ def test_cli_settings_and_one_line_errors(fake):
     ({}, "no API endpoint"),
     ({"SHAREDFS_URL": "ftp://x"}, "not an http"),
     ({"SHAREDFS_URL": "http://x"}, "no token"),
-    ({"SHAREDFS_URL": "http://x", "OS_AUTH_URL": "http://keystone"}, "Keystone credentials from OS_* are not supported yet"),
+    # OS_* stand in for the token (tests/openstack/test_osc_plugin.py uses them against a real Keystone)
+    ({"SHAREDFS_URL": "http://x", "OS_AUTH_URL": "http://keystone", "OS_AUTH_TYPE": "nonesuch"}, "OS_AUTH_TYPE=nonesuch"),
+    ({"OS_AUTH_URL": "http://keystone", "OS_AUTH_TYPE": "v3password"}, "OS_* credentials"),
     ({"SHAREDFS_URL": "http://x", "SHAREDFS_TOKEN": "t"}, "no project"),
 ])  # fmt: skip
 def test_cli_missing_settings_are_usage_errors(env, words):
@@ -321,3 +323,15 @@ def test_cli_usage_errors_exit_2():
     with pytest.raises(SystemExit) as caught:
         run_cli("fs", "create", "home")  # --size missing
     assert caught.value.code == 2
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("https://sfs.example:8776/v1.1/0a1b2c", ("https://sfs.example:8776", "0a1b2c")),
+    ("https://sfs.example:8776/v1.1/0a1b2c/", ("https://sfs.example:8776", "0a1b2c")),
+    ("https://sfs.example/prefix/v1.1", ("https://sfs.example/prefix", None)),
+    ("https://sfs.example:8776/", ("https://sfs.example:8776", None)),
+])  # fmt: skip
+def test_catalog_urls_split_into_the_clients_root_and_project(url, expected):
+    from sharedfs_client.osc.session import split_endpoint
+
+    assert split_endpoint(url) == expected

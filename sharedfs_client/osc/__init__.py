@@ -1,0 +1,1 @@
+"""OpenStack's side of the client: a keystoneauth transport and the `openstack filesystem` plugin (extra `osc`)."""

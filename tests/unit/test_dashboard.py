@@ -1,0 +1,101 @@
+"""The dashboard's rules without a browser: sign-in, cookie flags, CSP, CSRF, cross-project refusal, field messages."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sharedfs_api import db
+from sharedfs_api.app import Settings, create_app
+from sharedfs_api.auth import store_token
+from sharedfs_api.routers.dashboard import CSP, SESSION_COOKIE
+
+
+@pytest.fixture
+def site(tmp_path):
+    url = f"sqlite:///{tmp_path / 'api.db'}"
+    app = create_app(Settings(db_url=url))
+    with TestClient(app, base_url="https://testserver") as client:  # https: the cookie must be Secure
+        sessions = db.make_sessions(db.make_engine(url))
+        client.tokens = {"p1": store_token(sessions, "project", "p1", None),
+                         "admin": store_token(sessions, "admin", None, None),
+                         "inst": store_token(sessions, "instance", "p1", "i1")}  # fmt: skip
+        yield client
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def sign_in(client, token: str, project: str = ""):
+    page = client.get("/dashboard")
+    return client.post("/dashboard/signin", data={"csrf": csrf_of(page.text), "token": token, "project": project},
+                       follow_redirects=False)  # fmt: skip
+
+
+def test_signin_sets_a_strict_session_cookie_without_the_token(site):
+    page = site.get("/dashboard")
+    assert page.status_code == 200 and page.headers["content-security-policy"] == CSP
+    assert "'unsafe-inline'" not in CSP and "script-src 'self'" in CSP
+    assert "<script>" not in page.text and "style=" not in page.text  # nothing inline for the CSP to block
+    done = sign_in(site, site.tokens["p1"])
+    assert done.status_code == 303 and done.headers["location"] == "/dashboard/projects/p1"
+    cookie = [c for c in done.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE + "=")][0]
+    assert all(flag in cookie.lower() for flag in ("httponly", "samesite=strict", "secure", "path=/dashboard"))
+    assert site.tokens["p1"] not in cookie and site.tokens["p1"] not in done.headers["location"]
+    listing = site.get("/dashboard/projects/p1")
+    assert listing.status_code == 200 and 'id="filesystems"' in listing.text
+    assert site.tokens["p1"] not in listing.text
+
+
+def test_bad_tokens_do_not_sign_in(site):
+    assert sign_in(site, "nope").status_code == 401
+    assert sign_in(site, site.tokens["inst"]).status_code == 401  # an instance token manages nothing
+    assert sign_in(site, site.tokens["admin"]).status_code == 401  # admin: which project?
+    assert sign_in(site, site.tokens["admin"], "p2").headers["location"] == "/dashboard/projects/p2"
+    # the sign-in form itself needs its CSRF token
+    assert site.post("/dashboard/signin", data={"token": site.tokens["p1"]}).status_code == 403
+
+
+def test_cross_project_url_and_missing_csrf_are_refused(site):
+    sign_in(site, site.tokens["p1"])
+    other = site.get("/dashboard/projects/p2")
+    assert other.status_code == 403 and "not &#39;p2&#39;" in other.text  # escaped: names are never raw HTML
+    assert site.get("/dashboard/projects/p2/fs/x/instances.json").status_code == 403
+    page = site.get("/dashboard/projects/p1")
+    no_csrf = site.post("/dashboard/projects/p1/create", data={"name": "a", "size": "1Gb"})
+    assert no_csrf.status_code == 403 and "CSRF" in no_csrf.text
+    wrong = site.post("/dashboard/projects/p1/create", data={"csrf": "x" + csrf_of(page.text), "name": "a", "size": "1Gb"})
+    assert wrong.status_code == 403
+    cross = site.post("/dashboard/projects/p2/create", data={"csrf": csrf_of(page.text), "name": "a", "size": "1Gb"})
+    assert cross.status_code == 403
+
+
+def test_validation_messages_stand_next_to_their_field(site):
+    sign_in(site, site.tokens["admin"], "p1")
+    csrf = csrf_of(site.get("/dashboard/projects/p1").text)
+    bad = site.post("/dashboard/projects/p1/create", data={"csrf": csrf, "name": "a", "size": "huge",
+                                                          "mount_point": "/etc/x"})  # fmt: skip
+    assert bad.status_code == 400
+    size = re.search(r'id="error-size">([^<]+)<', bad.text).group(1)
+    mount = re.search(r'id="error-mount_point">([^<]+)<', bad.text).group(1)
+    assert "huge" in size and "/etc" in mount
+    assert 'value="huge"' in bad.text  # what was typed is kept
+    # the API's own refusal (the static driver needs an export), next to the field it names
+    refused = site.post("/dashboard/projects/p1/create", data={"csrf": csrf, "name": "a", "size": "1Gb"})
+    assert refused.status_code == 400 and re.search(r'id="error-\w+">[^<]*export', refused.text)
+
+
+def test_signout_ends_the_session(site):
+    sign_in(site, site.tokens["p1"])
+    csrf = csrf_of(site.get("/dashboard/projects/p1").text)
+    assert site.post("/dashboard/signout", data={"csrf": csrf}, follow_redirects=False).status_code == 303
+    assert site.get("/dashboard/projects/p1", follow_redirects=False).headers["location"] == "/dashboard"
+
+
+def test_static_files_only_by_name(site):
+    js = site.get("/dashboard/static/dashboard.js")
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+    assert site.get("/dashboard/static/..%2Fapp.py").status_code == 404
