@@ -117,18 +117,20 @@ def test_an_access_list_too_long_is_refused_for_that_filesystem_only(setup, work
         addresses = [f"10.{201 + (n * 16 + k) // 250}.{(n * 16 + k) % 250}.{199 + k % 2 * 20}" for k in range(16)]
         assert server.call("PUT", f"/v1.1/wide/os-instances/w{n}", admin,
                            json={"instance": {"addresses": addresses}}).status_code == 201  # fmt: skip
-    wide = server.call("PUT", "/v1.1/wide/os-filesystem/widefs", admin,
-                       json={"fs_entry": {"size": "512Mb", "scope": "project"}}).json()["fs_entry"]  # fmt: skip
-    assert wide["status"] == "available"
-    shown = server.call("GET", "/v1.1/wide/os-filesystem/widefs", admin).json()["fs_entry"]
+    created = server.call("PUT", "/v1.1/wide/os-filesystem/widefs", admin,
+                          json={"fs_entry": {"size": "512Mb", "scope": "project"}})  # fmt: skip
+    assert created.status_code == 202, created.text
+    shown = settled(server, admin, "wide", "widefs")  # the worker makes it, then sends its access list
+    assert shown["status"] == "available"
     assert "access list too long" in shown["status_detail"], shown
     assert auth_allow(glusterd, "widefs") == "0.0.0.0"  # it keeps what it had: nobody
     # Another project's filesystem is not affected.
-    narrow = server.call("PUT", "/v1.1/p1/os-filesystem/narrowfs", admin, json={"fs_entry": {"size": "512Mb"}})
+    assert server.call("PUT", "/v1.1/p1/os-filesystem/narrowfs", admin, json={"fs_entry": {"size": "512Mb"}}).ok
+    narrow = settled(server, admin, "p1", "narrowfs")
     server.call("PUT", "/v1.1/p1/os-instances/vm1", admin, json={"instance": {"addresses": [ns.address]}})
     assert server.call("PUT", "/v1.1/p1/os-filesystem/narrowfs/instances/vm1", admin).status_code == 201
     assert auth_allow(glusterd, "narrowfs") == ns.address
-    allowed, output = mount_and_write(ns, narrow.json()["fs_entry"]["export"], str(workdir / "ns-narrow"), "ok")
+    allowed, output = mount_and_write(ns, narrow["export"], str(workdir / "ns-narrow"), "ok")
     assert allowed, output
     for name, tenant in (("widefs", "wide"), ("narrowfs", "p1")):
         assert server.call("DELETE", f"/v1.1/{tenant}/os-filesystem/{name}", admin).status_code == 202

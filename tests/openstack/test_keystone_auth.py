@@ -54,6 +54,12 @@ def fresh_fs(cloud, name):
     assert cloud.call("PUT", f"/v1.1/{{A}}/os-filesystem/{name}", json={"fs_entry": GL}).status_code in (200, 201)
 
 
+def connected(cloud, name):
+    """i1 reaches it: an instance reports only for what it reaches."""
+    fresh_fs(cloud, name)
+    assert cloud.call("PUT", f"/v1.1/{{A}}/os-filesystem/{name}/instances/i1").status_code in (200, 201)
+
+
 READ = dict(admin=200, **{"a-member": 200, "a-reader": 200, "b-member": 403, "b-reader": 403, "inst-a": 403,
                           "inst-b": 403, "sfs-project": 401, "bogus": 401, "none": 401})  # fmt: skip
 WRITE = {**READ, "a-reader": 403}
@@ -75,8 +81,8 @@ CASES = [
      lambda c, r: fresh_fs(c, f"ks-con-{r}"), {**WRITE, "admin": 201, "a-member": 201}),
     ("register instance", "PUT", "/v1.1/{A}/os-instances/k-{r}", {"instance": {"addresses": []}}, None,
      {**WRITE, "admin": 201, "a-member": 201}),
-    ("report state", "PUT", "/v1.1/{A}/os-instances/i1/filesystems/ks-show/state", {"state": "mounted"}, None,
-     {**WRITE, "inst-a": 200}),
+    ("report state", "PUT", "/v1.1/{A}/os-instances/i1/filesystems/ks-report/state", {"state": "mounted"},
+     lambda c, r: connected(c, "ks-report"), {**WRITE, "inst-a": 200}),
 ]  # fmt: skip
 
 
