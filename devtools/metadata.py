@@ -28,7 +28,7 @@ class MetadataServer:
         assert self.httpd is not None
         return self.httpd.server_address[1]
 
-    def __enter__(self) -> "MetadataServer":
+    def __enter__(self) -> MetadataServer:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
