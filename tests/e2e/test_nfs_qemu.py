@@ -122,19 +122,21 @@ def test_stale_handle_is_remounted_and_a_dead_server_is_left_alone_while_the_res
     lines = [line for line in console.splitlines() if "FAULT-RESULT " in line]
     assert lines, console[-3000:]
     result = json.loads(lines[-1].split("FAULT-RESULT ", 1)[1])
-    assert result["attach_rc"] == 0 and result["mounted"], result
+    said = json.dumps(result, indent=1)  # whole, where pytest would shorten a dict
+    assert result["attach_rc"] == 0 and result["mounted"], said
     # ESTALE: detected by the probe, unmounted and mounted afresh, and the new directory is seen.
-    assert result["stale_control"] == 200 and result["stale_rc"] == 0, result
-    assert result["remounted"] and result["read_after_remount"] == "re-created\n", result
+    assert result["stale_control"] == 200 and result["stale_rc"] == 0, said
+    assert "remount: mount is broken (ESTALE" in result["stale_log"], said
+    assert result["mounted_after_stale"] and result["read_after_remount"] == "re-created\n", said
     # A server that stops answering: error, left mounted; the other mount and status go on.
     assert control.done == ["stale", "stop", "cont"]
-    assert result["status_seconds"] < 3, result
-    assert result["dead_rc"] == 1, result
-    assert result["dead_seconds"] < 30, result
-    assert result["dead_states"]["nfs"][0] == "error", result
-    assert result["dead_states"]["other"][0] == "mounted", result
-    assert result["nfs_left_alone"] and result["other_mounted"], result
-    assert result["recovered_rc"] == 0, result
-    assert result["detach_rc"] == 0 and result["after"] == [None, None], result
+    assert result["pass_still_waiting_when_status_answered"], said  # status never waits on the server
+    assert result["dead_rc"] == 1, said
+    assert result["dead_seconds"] < result["probe_timeout"] + 30, said  # one probe timeout, not a hang
+    assert result["dead_states"]["nfs"][0] == "error", said
+    assert result["dead_states"]["other"][0] == "mounted", said
+    assert result["nfs_left_alone"] and result["other_mounted"], said
+    assert result["recovered_rc"] == 0, said
+    assert result["detach_rc"] == 0 and result["after"] == [None, None], said
     print(f"\nNFS faults in QEMU: ESTALE remounted; dead server reported in {result['dead_seconds']:.1f}s while "
           f"status answered in {result['status_seconds']:.2f}s; boot to poweroff {seconds:.1f}s")
