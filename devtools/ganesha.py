@@ -13,6 +13,7 @@ _CONFIG = """NFS_CORE_PARAM {{ Protocols = 3, 4; NFS_Port = 2049; MNT_Port = 200
 NFSV4 {{ Graceless = true; RecoveryBackend = fs; RecoveryRoot = {base}/recovery; }}
 EXPORT {{ Export_Id = 1; Path = {export}; Pseudo = /export; Access_Type = RW;
          Squash = No_Root_Squash; Protocols = 3, 4; Transports = TCP; SecType = sys;
+         Attr_Expiration_Time = 0;  # re-read attributes: a re-created export must give ESTALE at once
          FSAL {{ Name = VFS; }} }}
 LOG {{ Default_Log_Level = EVENT; }}
 """

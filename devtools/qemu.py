@@ -14,7 +14,7 @@ import glob
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 from .container import CACHE
 
@@ -77,20 +77,25 @@ def _make_initramfs(kpkg: Path, release: str, out: Path) -> None:
     shutil.rmtree(root)
 
 
-def run_guest(guest_cmd: str, console: Path, timeout: float = 600, virtiofs: Optional[Tuple[Path, str]] = None) -> str:
+def run_guest(guest_cmd: str, console: Path, timeout: float = 600, virtiofs: Optional[Tuple[Path, str]] = None,
+              forwards: Sequence[Tuple[int, int]] = ()) -> str:
     """Boot, run guest_cmd (an absolute host path), power off; returns the console output.
+
+    The guest reaches the host's loopback at 10.0.2.100: NFS's ports, and each (guest port, host
+    port) of forwards (QEMU user networking's guestfwd, one busybox nc per connection).
 
     virtiofs=(socket, tag) plugs in a virtiofsd's share; vhost-user needs the guest's memory in a
     shared memfd, which QEMU only gives through a NUMA node."""
     kernel, initramfs = kernel_and_initramfs()
-    forwards = ",".join(f"guestfwd=tcp:10.0.2.100:{port}-cmd:busybox nc 127.0.0.1 {port}" for port in (2049, 20048))
+    ports = [(2049, 2049), (20048, 20048), *forwards]
+    guestfwd = ",".join(f"guestfwd=tcp:10.0.2.100:{guest}-cmd:busybox nc 127.0.0.1 {host}" for guest, host in ports)
     argv = [
         "qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "1", "-nographic", "-no-reboot",
         "-kernel", str(kernel), "-initrd", str(initramfs),
         "-fsdev", "local,id=hr,path=/,security_model=none,readonly=on,multidevs=remap",
         "-device", "virtio-9p-pci,fsdev=hr,mount_tag=hostroot",
         "-append", f"console=ttyS0 panic=-1 loglevel=3 guest_cmd={guest_cmd}",
-        "-netdev", f"user,id=n0,restrict=on,{forwards}", "-device", "virtio-net-pci,netdev=n0,romfile=",
+        "-netdev", f"user,id=n0,restrict=on,{guestfwd}", "-device", "virtio-net-pci,netdev=n0,romfile=",
     ]  # fmt: skip
     if virtiofs is not None:
         socket, tag = virtiofs

@@ -13,7 +13,7 @@ from . import httpclient, wire
 from .errors import ConfigError
 from .host import commands
 
-__all__ = ["Identity", "discover", "addresses"]
+__all__ = ["Identity", "discover", "addresses", "metadata_service", "config_drive"]
 
 log = logging.getLogger(__name__)
 
@@ -35,47 +35,58 @@ def _from_instance_data(settings: Mapping[str, Any]) -> Tuple[Optional[str], Opt
     return _str(instance), _str(project)
 
 
-def _from_metadata_service(settings: Mapping[str, Any]) -> Tuple[Optional[str], Optional[str]]:
-    """OpenStack's metadata service: short timeouts, and never through a proxy (guest-agent#283)."""
-    url = settings["metadata_url"].rstrip("/")
+def metadata_service(url: str) -> Optional[dict]:
+    """`openstack/latest/meta_data.json` from OpenStack's metadata service, or None when it does
+    not answer with a JSON object: 2 s timeout, and never through a proxy (guest-agent#283)."""
     try:
         # Never through HTTP(S)_PROXY: the metadata address is link-local.
-        status, _, body = httpclient.exchange(f"{url}/{_META}", timeout=2.0, use_proxy=False)
+        status, _, body = httpclient.exchange(f"{url.rstrip('/')}/{_META}", timeout=2.0, use_proxy=False)
         meta = json.loads(body) if status == 200 else None
     except (httpclient.BadAnswer, OSError, ValueError):
-        return None, None
-    if not isinstance(meta, dict):
-        return None, None
-    return _str(meta.get("uuid")), _str(meta.get("project_id"))
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
-def _read_meta(directory: str) -> Tuple[Optional[str], Optional[str]]:
-    try:
-        with open(os.path.join(directory, _META), encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return None, None
-    return (_str(meta.get("uuid")), _str(meta.get("project_id"))) if isinstance(meta, dict) else (None, None)
-
-
-def _from_config_drive(settings: Mapping[str, Any]) -> Tuple[Optional[str], Optional[str]]:
-    """A config drive: the given directory, or the device labelled config-2 mounted read-only."""
-    if settings["config_drive_dir"]:
-        return _read_meta(settings["config_drive_dir"])
+def config_drive(directory: str = "") -> Optional[dict]:
+    """`openstack/latest/meta_data.json` from a config drive: the given directory, or the device
+    labelled config-2 mounted read-only for the read; None when there is none or it is unreadable."""
+    if directory:
+        return _read_meta(directory)
     device = "/dev/disk/by-label/config-2"
     if not os.path.exists(device):
-        return None, None
-    import tempfile  # only when a config drive is looked for
+        return None
+    import tempfile  # only when a config drive is looked for (the idle daemon never loads it)
 
     with tempfile.TemporaryDirectory(prefix="sharedfs-config-drive-") as mount_point:
         mounted = commands.run(["mount", "-o", "ro,nosuid,nodev,noexec", device, mount_point], timeout=10)
         if not mounted.ok:
             log.warning("config drive %s: %s", device, mounted.summary())
-            return None, None
+            return None
         try:
             return _read_meta(mount_point)
         finally:
             commands.run(["umount", mount_point], timeout=10)
+
+
+def _read_meta(directory: str) -> Optional[dict]:
+    try:
+        with open(os.path.join(directory, _META), encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _ids(meta: Optional[dict]) -> Tuple[Optional[str], Optional[str]]:
+    return (_str(meta.get("uuid")), _str(meta.get("project_id"))) if meta else (None, None)
+
+
+def _from_metadata_service(settings: Mapping[str, Any]) -> Tuple[Optional[str], Optional[str]]:
+    return _ids(metadata_service(settings["metadata_url"]))
+
+
+def _from_config_drive(settings: Mapping[str, Any]) -> Tuple[Optional[str], Optional[str]]:
+    return _ids(config_drive(settings["config_drive_dir"]))
 
 
 def _str(value) -> Optional[str]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 from . import fstab, ledger
 from .config import AgentConfig
@@ -15,11 +17,16 @@ from .host.mount import Host, MountSettings
 from .logs import fields
 from .model import Action, ActionKind, Filesystem, Observed, OwnedMount, Plan, State, Verdict
 from .mounters import Mounter
+from .plan import depth_order
 from .plan import plan as make_plan
 
 __all__ = ["Reconciler", "PassResult"]
 
 log = logging.getLogger(__name__)
+
+# Mounts (or unmounts) of one depth level run this many at once, so N hung servers cost one
+# mount_timeout per pass, not N; bounded because each is a helper process (and a FUSE daemon).
+PARALLEL = 8
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class Reconciler:
         self.config = config
         self.mounters = mounters
         self.host = Host() if host is None else host  # every side effect goes through it
+        self.ledger_lock = threading.Lock()  # parallel mounts each record themselves first
         use_scope = config.use_systemd_scope
         self.settings = MountSettings(
             config.mount_timeout,
@@ -90,18 +98,28 @@ class Reconciler:
         blocked: List[str] = []  # mount points whose unmount failed: nothing more happens there
         failed_mounts: List[str] = []  # nothing is mounted below these this pass
         try:
-            for action in plan.actions:
-                mp = action.mount_point
-                if mp in blocked:
-                    continue
-                parent = next((f for f in failed_mounts if mp.startswith(f.rstrip("/") + "/")), None)
-                if action.kind is ActionKind.MOUNT and parent:
-                    done[mp] = (State.ERROR, f"not mounted: the mount of {parent} above it failed")
-                    continue
-                try:
-                    self._do(action, owned, lines, done)
-                except (MountError, OSError) as e:
-                    result = outcome(e)
+            for batch in _batches(plan.actions):
+                runnable = []
+                for action in batch:
+                    mp = action.mount_point
+                    if mp in blocked:
+                        continue
+                    parent = next((f for f in failed_mounts if mp.startswith(f.rstrip("/") + "/")), None)
+                    if action.kind is ActionKind.MOUNT and parent:
+                        done[mp] = (State.ERROR, f"not mounted: the mount of {parent} above it failed")
+                        continue
+                    runnable.append(action)
+                # One level's mounts (or unmounts) are never parent and child: they may overlap.
+                if len(runnable) > 1:
+                    with ThreadPoolExecutor(min(PARALLEL, len(runnable)), thread_name_prefix="apply") as pool:
+                        errors = list(pool.map(lambda a: self._attempt(a, owned, lines, done), runnable))
+                else:
+                    errors = [self._attempt(a, owned, lines, done) for a in runnable]
+                for action, error in zip(runnable, errors):
+                    if error is None:
+                        continue
+                    mp = action.mount_point
+                    result = outcome(error)
                     about = fields(action.name, mp, action.kind.value, result.state.value)
                     if result.state is State.BUSY:
                         log.warning("%s postponed: %s", action, result.detail, extra=about)
@@ -119,6 +137,14 @@ class Reconciler:
                 log.info("fstab %s updated", self.config.fstab)
             ledger.save(self.config.ledger_path, owned)
         return tuple(_final(v, done) for v in plan.verdicts)
+
+    def _attempt(self, action: Action, owned: Dict[str, OwnedMount], lines: Dict, done: Dict) -> Optional[Exception]:
+        """The action carried out; its error returned (a failure stays this filesystem's), not raised."""
+        try:
+            self._do(action, owned, lines, done)
+        except (MountError, OSError) as e:
+            return e
+        return None
 
     def _do(self, action: Action, owned: Dict[str, OwnedMount], lines: Dict, done: Dict) -> None:
         mp = action.mount_point
@@ -158,8 +184,9 @@ class Reconciler:
         made = self.host.make_dir(mp, config.mount_point_mode, config.mount_point_uid, config.mount_point_gid)
         created = made or (owned[mp].created_dir if mp in owned else False)
         # Recorded before mounting: a crash between the two must not leave a mount we disown.
-        owned[mp] = OwnedMount(fs, created)
-        ledger.save(config.ledger_path, owned)
+        with self.ledger_lock:
+            owned[mp] = OwnedMount(fs, created)
+            ledger.save(config.ledger_path, owned)
         mounter = self.mounters[fs.fs_type]
         if not self.host.client_installed(mounter.helper, mounter.kernel_fstypes, mounter.kernel_module):
             raise ClientMissing(mounter.client_hint())
@@ -206,6 +233,26 @@ class Reconciler:
         if dry_run or the_plan.converged:
             return PassResult(the_plan, the_plan.verdicts, not fresh)
         return PassResult(the_plan, self.apply(the_plan, observed.ledger), not fresh)
+
+
+def _batches(actions) -> Iterator[List[Action]]:
+    """The plan's actions (already in order: plan._ordered) cut into runs that may overlap: the
+    consecutive mounts, or unmounts, of one depth level. Anything else is a run of its own."""
+    batch: List[Action] = []
+    for action in actions:
+        parallel = action.kind in (ActionKind.MOUNT, ActionKind.UNMOUNT)
+        level = (action.kind, depth_order(action.mount_point)[0])
+        if batch and parallel and level == (batch[0].kind, depth_order(batch[0].mount_point)[0]):
+            batch.append(action)
+            continue
+        if batch:
+            yield batch
+        batch = [action]
+        if not parallel:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _final(verdict: Verdict, done: Mapping[str, Tuple[State, str]]) -> Verdict:

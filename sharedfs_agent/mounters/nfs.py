@@ -16,6 +16,11 @@ _PORT = re.compile(r"[0-9]{1,5}")
 # What the field recommends for cloud use (AWS EFS, Azure NetApp Files, GCP Filestore guides):
 # hard mounts with long timeouts, no reserved source port (NAT and many clients).
 DEFAULTS = ("hard", "timeo=600", "retrans=2", "noresvport")
+# NFSv3 over TCP for both the NFS and the MOUNT protocol unless the entry says otherwise: UDP NFS
+# is disabled in current kernels, and without mountproto mount.nfs may ask mountd over UDP first,
+# which through a TCP-only path (a firewall, a forwarded port) hangs for the whole mount timeout.
+# An IPv6 literal needs the netids that end in 6 (nfs(5), "proto").
+V3_TRANSPORT = ("proto", "mountproto")
 _EXCLUSIVE = (("hard", "soft"), ("noresvport", "resvport"), ("lock", "nolock"), ("ac", "noac"))
 
 
@@ -66,9 +71,22 @@ class NfsMounter(Mounter):
         given = set(o.split("=", 1)[0] for o in fs.options)
         taken = {a for pair in _EXCLUSIVE for a in pair if given & set(pair)}
         defaults = tuple(d for d in DEFAULTS if d.split("=", 1)[0] not in given | taken)
+        if _version(fs.options) == "3":
+            proto = next((o.split("=", 1)[1] for o in fs.options if o.startswith("proto=")), "")
+            netid = proto if proto in ("tcp", "tcp6") else "tcp6" if fs.export.startswith("[") else "tcp"
+            defaults += tuple(f"{key}={netid}" for key in V3_TRANSPORT if key not in given)
         return (fs.access.value, *fs.options, *defaults)
 
     def same_source(self, export: str, source: str) -> bool:
         # The kernel shows "host:/path" as mounted; a trailing slash may or may not be there.
         host, sep, path = source.rpartition(":")
         return bool(sep) and f"{host}:{path.rstrip('/') or '/'}" == export
+
+
+def _version(options) -> str:
+    """The NFS version an entry asks for ("" when it leaves the choice to mount.nfs)."""
+    for option in options:
+        key, _, value = option.partition("=")
+        if key in ("vers", "nfsvers"):
+            return value
+    return ""

@@ -9,6 +9,7 @@ from ..plugins import entry_points as installed_entry_points
 from .api import ApiPlugin
 from .base import Key, Reporter, Source, SourcePlugin
 from .file import FilePlugin
+from .nova_shares import NovaSharesPlugin
 
 __all__ = ["Source", "SourcePlugin", "Reporter", "Key", "BUILTIN", "ENTRY_POINT_GROUP", "KINDS", "registry", "build"]
 
@@ -20,6 +21,7 @@ ENTRY_POINT_GROUP = "sharedfs_agent.sources.v1"
 BUILTIN: Mapping[str, type] = {
     "file": FilePlugin,
     "api": ApiPlugin,
+    "nova-shares": NovaSharesPlugin,
 }
 
 KINDS = ("str", "path", "url", "seconds")  # what config.py knows how to check

@@ -9,7 +9,10 @@ import time
 
 import pytest
 
-from .conftest import FOREIGN_FSTAB, wait_for
+from devtools.namespace import MountNamespace
+from tests.conftest import need_root
+
+from .conftest import FOREIGN_FSTAB, Agent, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.gluster]
 
@@ -198,3 +201,43 @@ def test_release_unmounts_everything_ours_for_an_uninstall(agent, volumes):
     assert released.returncode == 0, released.stderr
     assert agent.mounted("alpha") is None and agent.mounted("beta") is None
     assert agent.fstab.read_bytes() == FOREIGN_FSTAB + b"\n"
+
+
+def test_five_hung_volumes_cost_one_mount_timeout_and_five_healthy_ones_mount(workdir, glusterd):
+    """Parallel apply, measured: 5 volumes whose bricks are SIGSTOPped (their mount helpers hang
+    until mount_timeout kills them) and 5 healthy ones in one pass."""
+    need_root()
+    timeout = 10
+    base = workdir / "parallel-apply"
+    ns = MountNamespace()
+    agent = Agent(base, ns, mount_timeout=timeout)
+    hung, healthy = [f"hung{i}" for i in range(5)], [f"well{i}" for i in range(5)]
+    exports = {name: glusterd.create_volume(name) for name in hung + healthy}
+    bricks = [glusterd.brick_pid(name) for name in hung]
+    for pid in bricks:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        agent.desire(*(agent.entry(name, exports[name]) for name in hung + healthy))
+        start = time.monotonic()
+        result = agent.once(timeout=5 * timeout + 60)
+        elapsed = time.monotonic() - start
+        print(f"\n5 hung + 5 healthy GlusterFS volumes, mount_timeout {timeout}s: the pass took {elapsed:.1f}s "
+              f"(one after another it would take more than {5 * timeout}s)")  # fmt: skip
+        assert result.returncode == 1, result.stderr
+        assert elapsed < timeout + 8, result.stderr  # one timeout, plus the probes and the healthy mounts
+        status = agent.status()
+        for name in healthy:
+            assert agent.mounted(name) is not None and status[name]["state"] == "mounted", status[name]
+        for name in hung:
+            assert status[name]["state"] == "error", status[name]
+    finally:
+        for pid in bricks:
+            os.kill(pid, signal.SIGCONT)
+        try:
+            assert wait_for(lambda: agent.once().returncode == 0, timeout=60)
+            agent.desire()
+            assert agent.once().returncode == 0
+        finally:
+            ns.close(str(base))
+            for name in exports:
+                glusterd.delete_volume(name)

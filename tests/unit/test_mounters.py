@@ -49,7 +49,7 @@ def test_nfs_v42_with_cloud_defaults():
 def test_nfs_v3_and_ipv6_and_overridden_defaults():
     argv, _ = one("nfs", "[fd00::5]:/export/", options=["vers=3", "soft", "timeo=50", "nolock", "port=2049"])
     assert argv[-2] == "[fd00::5]:/export"
-    assert argv[4] == "rw,vers=3,soft,timeo=50,nolock,port=2049,nosuid,nodev,retrans=2,noresvport"
+    assert argv[4] == "rw,vers=3,soft,timeo=50,nolock,port=2049,nosuid,nodev,retrans=2,noresvport,proto=tcp6,mountproto=tcp6"
 
 
 @pytest.mark.parametrize(
@@ -66,6 +66,19 @@ def test_nfs_v3_and_ipv6_and_overridden_defaults():
 )
 def test_nfs_hostile(export, options, words):
     assert words in one("nfs", export, options=options)
+
+
+def test_nfs_v3_goes_over_tcp_for_nfs_and_mountd_unless_the_entry_says_otherwise():
+    argv, line = one("nfs", "10.0.0.5:/export", options=["nfsvers=3"])
+    assert argv[4] == "rw,nfsvers=3,nosuid,nodev,hard,timeo=600,retrans=2,noresvport,proto=tcp,mountproto=tcp"
+    assert ",proto=tcp,mountproto=tcp," in line
+    argv, _ = one("nfs", "10.0.0.5:/export", options=["vers=3", "proto=rdma", "mountproto=tcp6"])
+    assert argv[4].count("proto=") == 2 and "proto=rdma" in argv[4] and "mountproto=tcp6" in argv[4]
+    argv, _ = one("nfs", "10.0.0.5:/export", options=["vers=3", "proto=tcp6"])
+    assert argv[4].endswith(",mountproto=tcp6")  # mountd over the netid the entry chose for NFS
+    for v4 in (["vers=4.2"], ["vers=4.1"], []):  # v4 has no MOUNT protocol and is TCP already
+        argv, _ = one("nfs", "10.0.0.5:/export", options=v4)
+        assert "proto=" not in argv[4]
 
 
 def test_nfs_matches_across_the_forms_the_kernel_shows():

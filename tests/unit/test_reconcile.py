@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from sharedfs_agent.gather import Gatherer
 from sharedfs_agent.host.fake import FakeHost
 from sharedfs_agent.model import PathState, State
 from sharedfs_agent.mounters import registry
-from sharedfs_agent.reconcile import Reconciler
+from sharedfs_agent.reconcile import PARALLEL, Reconciler
 from sharedfs_agent.sources.file import FileSource
 
 
@@ -79,7 +81,8 @@ def test_one_failure_does_not_stop_the_others(world):
     host.failures["mount", f"{root}/b"] = TemporaryMountError("server said no")
     result = reconciler.run_pass()
     assert states(result) == {"a": State.MOUNTED, "b": State.ERROR, "c": State.MOUNTED}
-    assert host.actions("mount") == [f"{root}/a", f"{root}/b", f"{root}/c"]
+    # One level's mounts run in parallel: each was tried once, in no promised order.
+    assert sorted(host.actions("mount")) == [f"{root}/a", f"{root}/b", f"{root}/c"]
     # fstab records the desired state, the failed one included, so a boot retries it.
     assert set(fstab.read(reconciler.config.fstab).owned()) == {f"{root}/a", f"{root}/b", f"{root}/c"}
 
@@ -185,3 +188,64 @@ def test_a_non_empty_directory_is_not_mounted_over(world):
     desire("a")
     assert states(reconciler.run_pass()) == {"a": State.ERROR}
     assert host.log == []
+
+
+def test_hung_mounts_of_one_level_cost_one_timeout_not_one_each(world):
+    """5 hung servers + 5 healthy: the hung mounts overlap, so the pass takes one "timeout"."""
+    reconciler, host, desire, states, root = world
+    hang = 0.5  # a hung mount helper, until its timeout kills it
+    hung = [f"h{i}" for i in range(5)]
+    desire(*hung, *[f"ok{i}" for i in range(5)])
+    for name in hung:
+        host.failures["mount", f"{root}/{name}"] = TemporaryMountError("timed out after 0.5s")
+    host.before = lambda verb, path: verb == "mount" and path.split("/")[-1] in hung and time.sleep(hang)
+    start = time.monotonic()
+    result = reconciler.run_pass()
+    took = time.monotonic() - start
+    assert took < 2 * hang, f"{took:.2f}s: the hung mounts ran one after another"
+    assert states(result) == {**{n: State.ERROR for n in hung}, **{f"ok{i}": State.MOUNTED for i in range(5)}}
+    assert set(fstab.read(reconciler.config.fstab).owned()) == {f"{root}/{n}" for n in states(result)}
+
+
+def test_parallel_mounts_are_bounded_and_each_recorded_in_the_ledger_first(world):
+    reconciler, host, desire, states, root = world
+    names = [f"fs{i:02}" for i in range(3 * PARALLEL)]
+    desire(*names)
+    lock, running, most, ledger_knew = threading.Lock(), [0], [0], []
+
+    def before(verb, path):
+        if verb != "mount":
+            return
+        ledger_knew.append(path in ledger.load(reconciler.config.ledger_path))
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+
+    host.before = before
+    result = reconciler.run_pass()
+    assert set(states(result).values()) == {State.MOUNTED}
+    assert most[0] == PARALLEL  # overlapping, but never more than PARALLEL helpers at once
+    assert ledger_knew == [True] * len(names)
+    assert set(ledger.load(reconciler.config.ledger_path)) == {f"{root}/{n}" for n in names}
+
+
+def test_parallel_levels_keep_parents_before_children_and_children_before_parents_on_unmount(world):
+    reconciler, host, desire, states, root = world
+    nested = ["p", "q", "p/c1", "p/c2", "q/c1", "q/c1/g"]
+    desire(*nested)
+    host.before = lambda verb, path: time.sleep(0.02 if path.count("/") % 2 else 0.0)  # levels finish unevenly
+
+    def depth(path):
+        return path.count("/")
+
+    reconciler.run_pass()
+    mounts = host.actions("mount")
+    assert sorted(mounts) == sorted(f"{root}/{n}" for n in nested)
+    assert [depth(p) for p in mounts] == sorted(depth(p) for p in mounts)  # each level after the one above
+    desire()
+    assert set(states(reconciler.run_pass()).values()) == {State.UNMOUNTED}
+    unmounts = host.actions("unmount")
+    assert [depth(p) for p in unmounts] == sorted((depth(p) for p in unmounts), reverse=True)

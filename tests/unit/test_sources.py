@@ -59,7 +59,7 @@ def test_registry_adds_a_plugin_and_skips_broken_or_claiming_ones(caplog):
     eps = [entry_point("static", Static), entry_point("broken", broken), entry_point("claimer", Claimer),
            entry_point("agentish", Agent), entry_point("badkey", BadKey), entry_point("junk", lambda: object)]  # fmt: skip
     plugins = sources.registry(entry_points=eps)
-    assert set(plugins) == {"file", "api", "static"}
+    assert set(plugins) == {"file", "api", "nova-shares", "static"}
     assert isinstance(plugins["api"], ApiPlugin)
     for name in ("broken", "claimer", "agentish", "badkey", "junk"):
         assert f"source plugin {name} skipped" in caplog.text
