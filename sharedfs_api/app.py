@@ -20,7 +20,7 @@ from .backends import BackendConfig, Backends
 from .errors import ApiError, Unauthorized
 from .routers import agents, filesystems, instances, vendordata
 from .routers.agent_index import agent_index
-from .services import make_services
+from .services import FLUSH_INTERVAL, LastSeen, make_services
 from .view import AgentView, Hub, PgNotifier
 
 __all__ = ["Settings", "create_app"]
@@ -122,7 +122,11 @@ def create_app(settings: Settings) -> FastAPI:
         hub.bind(asyncio.get_running_loop())
         if notifier is not None:
             notifier.start()
+        flusher = asyncio.get_running_loop().create_task(_flush_last_seen(app.state.last_seen))
         yield
+        flusher.cancel()
+        with contextlib.suppress(Exception):
+            await run_in_threadpool(app.state.last_seen.flush)  # what this process saw since the last minute
         if notifier is not None:
             notifier.stop()
         engine.dispose()
@@ -138,6 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.vendordata = {"api_url": settings.public_url, "ca_pem": settings.ca_pem}
     app.state.view = AgentView(sessions, hub)
     app.state.hub = hub
+    app.state.last_seen = LastSeen(sessions)
     _error_handlers(app)
     app.include_router(filesystems.router)
     app.include_router(instances.router)
@@ -145,6 +150,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(agents.make_router(settings.max_wait))
     agent_index(app, settings.agent_wheels)
     return app
+
+
+async def _flush_last_seen(seen: LastSeen) -> None:
+    while True:
+        await asyncio.sleep(FLUSH_INTERVAL)
+        try:
+            await run_in_threadpool(seen.flush)
+        except Exception:  # the database is down: kept, tried again next minute
+            log.exception("writing last_seen")
 
 
 def _keystone(settings: Settings, tokens: TokenCache):

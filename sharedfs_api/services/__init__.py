@@ -11,8 +11,9 @@ from ..backends import Backends
 from .access import Access
 from .filesystems import FilesystemService
 from .instances import InstanceService
+from .last_seen import FLUSH_INTERVAL, LastSeen
 
-__all__ = ["Services", "make_services", "Access", "FilesystemService", "InstanceService"]
+__all__ = ["Services", "make_services", "Access", "FilesystemService", "InstanceService", "LastSeen", "FLUSH_INTERVAL"]
 
 
 @dataclass
