@@ -40,6 +40,7 @@ def test_an_instance_enrolled_by_vendordata_mounts_its_projects_filesystem(stack
     # Registered by the vendordata POST, its addresses then by the agent itself.
     listed = {i["id"]: i for i in stack.call("GET", "/v1.1/pv/os-instances").json()["instances"]}
     assert listed["vm-vd"]["addresses"] and all(not a.startswith("127.") for a in listed["vm-vd"]["addresses"])
+    assert listed["vm-vd"]["last_seen"] is not None  # its long-poll, from the server's memory until written
 
 
 def test_a_restart_without_the_metadata_service_still_converges(stack):
