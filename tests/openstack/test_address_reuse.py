@@ -32,6 +32,7 @@ class Cloud:
 
     def __init__(self, base, broker, glusterd) -> None:
         self.glusterd = glusterd
+        base.mkdir(parents=True)
         self.ns = NetNamespace(f"sfr{os.getpid() % 100000}", "10.213.79.0", base, {glusterd.host: "10.213.79.1"})
         options = glusterd.driver_options(base / "bricks", quota=False)
         self.api = ApiServer(base / "api", driver="glusterfs", driver_opts=options).start()
