@@ -22,6 +22,8 @@ import psutil
 SUITE = "bookworm"
 PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "cloud-init", "python3", "python3-venv", "python3-psutil",
+    # the agent's optional journal fields (SHAREDFS_FS=…) go through systemd-python
+    "python3-systemd",
     # debootstrap does not resolve the virtual package python3-cryptography needs for cloud-init
     "python3-cffi-backend",
     "glusterfs-client", "iproute2", "procps", "util-linux", "ca-certificates",

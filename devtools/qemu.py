@@ -14,12 +14,13 @@ import glob
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Tuple
+from typing import Optional, Tuple
 
 from .container import CACHE
 
 HERE = Path(__file__).resolve().parent
-MODULES = ("virtio_pci", "virtio_net", "nfsv4", "nfsv3", "9pnet_virtio", "9p", "overlay")
+# virtiofs and ceph: the kernel clients of tests/e2e/test_virtiofs_qemu.py and the CephFS one.
+MODULES = ("virtio_pci", "virtio_net", "nfsv4", "nfsv3", "9pnet_virtio", "9p", "overlay", "virtiofs", "ceph")
 
 
 def kernel_and_initramfs() -> Tuple[Path, Path]:
@@ -47,7 +48,8 @@ def kernel_and_initramfs() -> Tuple[Path, Path]:
 def _init_digest() -> str:
     import hashlib
 
-    return hashlib.sha256((HERE / "guest-init.sh").read_bytes()).hexdigest()[:10]
+    # Keyed by every input: the init script and the module list.
+    return hashlib.sha256((HERE / "guest-init.sh").read_bytes() + " ".join(MODULES).encode()).hexdigest()[:10]
 
 
 def _make_initramfs(kpkg: Path, release: str, out: Path) -> None:
@@ -75,8 +77,11 @@ def _make_initramfs(kpkg: Path, release: str, out: Path) -> None:
     shutil.rmtree(root)
 
 
-def run_guest(guest_cmd: str, console: Path, timeout: float = 600) -> str:
-    """Boot, run guest_cmd (an absolute host path), power off; returns the console output."""
+def run_guest(guest_cmd: str, console: Path, timeout: float = 600, virtiofs: Optional[Tuple[Path, str]] = None) -> str:
+    """Boot, run guest_cmd (an absolute host path), power off; returns the console output.
+
+    virtiofs=(socket, tag) plugs in a virtiofsd's share; vhost-user needs the guest's memory in a
+    shared memfd, which QEMU only gives through a NUMA node."""
     kernel, initramfs = kernel_and_initramfs()
     forwards = ",".join(f"guestfwd=tcp:10.0.2.100:{port}-cmd:busybox nc 127.0.0.1 {port}" for port in (2049, 20048))
     argv = [
@@ -87,6 +92,10 @@ def run_guest(guest_cmd: str, console: Path, timeout: float = 600) -> str:
         "-append", f"console=ttyS0 panic=-1 loglevel=3 guest_cmd={guest_cmd}",
         "-netdev", f"user,id=n0,restrict=on,{forwards}", "-device", "virtio-net-pci,netdev=n0,romfile=",
     ]  # fmt: skip
+    if virtiofs is not None:
+        socket, tag = virtiofs
+        argv += ["-object", "memory-backend-memfd,id=mem,size=1024M,share=on", "-numa", "node,memdev=mem",
+                 "-chardev", f"socket,id=vfs,path={socket}", "-device", f"vhost-user-fs-pci,chardev=vfs,tag={tag}"]  # fmt: skip
     with open(console, "wb") as out:
         subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False)
     return console.read_text(errors="replace")

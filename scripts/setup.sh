@@ -11,9 +11,11 @@ cd "$(dirname "$0")/.."
 # qemu-system-x86, busybox-static, kmod, nfs-common, nfs-ganesha(-vfs), rpcbind: a real kernel NFS client in a guest;
 # rabbitmq-server: the broker Nova's notifications come through (the suite runs a private node on loopback;
 # the Debian service is never started). Keystone comes from PyPI, in a venv the suite makes and caches.
+# ceph-mon ceph-mgr ceph-osd ceph-mds: a throw-away single-node Ceph cluster (devtools/ceph.py) for the tests;
+# ceph-fuse (ceph-fuse, mount.fuse.ceph) and ceph-common (mount.ceph, /etc/ceph): the clients the agent drives.
 PACKAGES=(glusterfs-server glusterfs-client util-linux mount iproute2 postgresql systemd-container debootstrap
           qemu-system-x86 busybox-static kmod nfs-common nfs-ganesha nfs-ganesha-vfs rpcbind rabbitmq-server
-          python3 python3-venv)
+          python3 python3-venv ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse ceph-common)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

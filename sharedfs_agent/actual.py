@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import re
 from typing import Dict, Iterable, Tuple
 
 from .escapes import unescape
@@ -12,6 +14,8 @@ from .model import MountRecord
 __all__ = ["parse_mountinfo", "read_mountinfo", "top_mounts", "MOUNTINFO"]
 
 MOUNTINFO = "/proc/self/mountinfo"
+_DEVICE = re.compile(r"[0-9]+:[0-9]+")  # st_dev as "major:minor", both decimal
+log = logging.getLogger(__name__)
 
 
 def parse_line(line: str) -> MountRecord:
@@ -23,6 +27,9 @@ def parse_line(line: str) -> MountRecord:
         raise ValueError(f"no ' - ' separator in mountinfo line: {line!r}") from None
     if len(fields) < 10 or len(fields) - sep < 3:
         raise ValueError(f"short mountinfo line: {line!r}")
+    # A missing or malformed device shifts every later field (kubernetes mount-utils TestBadParseMountInfo).
+    if not _DEVICE.fullmatch(fields[2]):
+        raise ValueError(f"device field {fields[2]!r} is not major:minor in mountinfo line: {line!r}")
     return MountRecord(
         mount_id=int(fields[0]),
         parent_id=int(fields[1]),
@@ -40,8 +47,22 @@ def parse_line(line: str) -> MountRecord:
 
 @functools.lru_cache(maxsize=2)
 def parse_mountinfo(text: str) -> Tuple[MountRecord, ...]:
-    """Memoised on the text: an idle daemon re-reads an unchanged table every pass."""
-    return tuple(parse_line(line) for line in text.splitlines() if line.strip())
+    """Memoised on the text: an idle daemon re-reads an unchanged table every pass.
+
+    Lines end at "\n" only: the kernel escapes space, tab, newline and backslash in paths but writes
+    \r, \v, \f, \x1c-\x1e, U+0085, U+2028 and U+2029 raw, and str.splitlines() would cut a line at
+    any of them (util-linux's mountinfo test file, line 33). A line that cannot be read is logged and
+    skipped: one odd mount, which any user with FUSE can make, must not stop every pass.
+    """
+    records = []
+    for line in text.split("\n"):
+        if not line.strip(" "):
+            continue
+        try:
+            records.append(parse_line(line))
+        except ValueError as e:
+            log.warning("skipped a mountinfo line that cannot be read: %s", e)
+    return tuple(records)
 
 
 def read_mountinfo(path: str = MOUNTINFO) -> Tuple[MountRecord, ...]:

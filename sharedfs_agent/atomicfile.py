@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any, Optional
 
 __all__ = ["replace", "replace_if_changed", "fsync_dir", "write_json", "read_json"]
@@ -18,6 +17,18 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+def _create_temporary(directory: str, prefix: str):
+    """What tempfile.mkstemp does (O_EXCL, mode 0600, a random name), without importing tempfile,
+    which brings shutil, random, bz2 and lzma into a daemon that writes a status file per pass."""
+    for _ in range(100):
+        path = os.path.join(directory, prefix + os.urandom(4).hex())  # 8 characters, as mkstemp's: _sweep knows them
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name {prefix}* in {directory}")
+
+
 def replace(path: str, data: bytes, like: Optional[os.stat_result] = None, mode: int = 0o644) -> None:
     """Temp file in the same directory, fsync, rename over `path`, fsync the directory.
 
@@ -26,7 +37,7 @@ def replace(path: str, data: bytes, like: Optional[os.stat_result] = None, mode:
     directory = os.path.dirname(os.path.abspath(path))
     prefix = "." + os.path.basename(path) + "."
     _sweep(directory, prefix)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
+    fd, tmp = _create_temporary(directory, prefix)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

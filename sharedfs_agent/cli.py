@@ -10,7 +10,7 @@ import sys
 import time
 from typing import List, Optional, Tuple
 
-from . import __version__, actual, fstab, sources
+from . import __version__, actual, fstab, logs, sources
 from . import config as config_mod
 from .errors import ExitStatus, SharedfsError, SourceUnavailable, outcome
 from .gather import Gatherer
@@ -26,7 +26,7 @@ log = logging.getLogger("sharedfs_agent")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sharedfs-agent", description=__doc__.split(":")[0])
+    parser = argparse.ArgumentParser(prog="sharedfs-agent", description="sharedfs-agent command line")
     parser.add_argument("--version", action="version", version=f"sharedfs-agent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -226,13 +226,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return ExitStatus.CONVERGED
     if args.command == "packages":
         return cmd_packages(args)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(message)s"
-        if args.command != "run" or os.environ.get("JOURNAL_STREAM")
-        else "%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    logs.setup(args.command, args.verbose)
     try:
         return int(COMMANDS[args.command](_config(args), args))
     except SharedfsError as e:  # what each error means for the exit status is decided in errors.outcome

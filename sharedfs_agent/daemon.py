@@ -6,6 +6,7 @@ import fcntl
 import logging
 import os
 import random
+import select
 import signal
 import threading
 import time
@@ -17,42 +18,95 @@ from .errors import ConfigError, SourceUnavailable, outcome
 from .gather import Gatherer
 from .host import systemd
 from .lock import PassLock
+from .logs import fields
 from .model import State, Verdict
 from .mounters import registry
 from .reconcile import Reconciler
 from .report import write_metrics, write_status
 from .sources import Reporter, Source
 
-__all__ = ["Daemon", "Backoff", "Watcher", "watch"]
+__all__ = ["Daemon", "Backoff", "Watcher", "Wakeup", "watch", "FIRST_ANSWER_GRACE", "BACKOFF_CAP"]
 
 log = logging.getLogger(__name__)
+
+# Before the first pass, how long the daemon waits for the sources' first answers. Short: the
+# unit is Before=remote-fs.target, so READY=1 holds up the boot; a source that has not answered
+# by then is run on its last-known-good part (nothing unmounted), and its answer wakes a pass.
+FIRST_ANSWER_GRACE = 0.2
+# READY=1 is sent after the first pass, or this long after run() began if that pass is still
+# mounting: what a boot needs mounted is in our fstab lines (systemd mounts those itself), and a
+# mount helper may take up to mount_timeout.
+READY_WITHIN = 0.3
+
+# Full jitter in [0, 10 s] once the outage is long: every agent is back within 10 s of the
+# source's return (goal 15 s), and N returning agents arrive spread over those 10 s, at about
+# N / 10 requests a second (20,000 agents: 2,000/s, mostly 304s), never all at once. A server
+# that cannot take that answers 503 with Retry-After, which is honoured.
+BACKOFF_CAP = 10.0
+RETRY_AFTER_CAP = 240.0  # a Retry-After longer than this is a misconfiguration, not a request
 
 
 class Backoff:
     """Exponential backoff with full jitter (delay uniform in [0, min(cap, base * 2^n)])."""
 
-    def __init__(self, base: float = 1.0, cap: float = 60.0, rng: Callable[[float, float], float] = random.uniform):
+    def __init__(self, base: float = 1.0, cap: float = BACKOFF_CAP,
+                 rng: Callable[[float, float], float] = random.uniform) -> None:  # fmt: skip
         self.base, self.cap, self.rng, self.failures = base, cap, rng, 0
 
     def next(self, retry_after: Optional[float] = None) -> float:
-        delay = self.rng(0, min(self.cap, self.base * 2**self.failures))
+        delay = self.rng(0, min(self.cap, self.base * 2 ** min(self.failures, 32)))
         self.failures += 1
         # A server's Retry-After is a floor: we never come back sooner than it asked.
-        return max(delay, min(retry_after, self.cap * 4)) if retry_after else delay
+        return max(delay, min(retry_after, RETRY_AFTER_CAP)) if retry_after else delay
 
     def reset(self) -> None:
         self.failures = 0
 
 
+class Wakeup:
+    """What the main loop sleeps on: a pipe. set() may be called from any thread and from a
+    signal handler (it takes no lock, unlike threading.Event, whose set() in a handler can
+    deadlock on the lock the interrupted main thread holds); wait() sleeps in select() until
+    then, with no periodic tick."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def set(self) -> None:
+        try:
+            os.write(self._write, b"!")
+        except BlockingIOError:
+            pass  # the pipe is full: it is set already
+
+    def wait(self, timeout: Optional[float]) -> bool:
+        """True when set() was called (since the last wait that returned True); clears it."""
+        readable, _, _ = select.select([self._read], [], [], None if timeout is None else max(0.0, timeout))
+        if not readable:
+            return False
+        try:
+            while os.read(self._read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        return True
+
+    def close(self) -> None:
+        os.close(self._read)
+        os.close(self._write)
+
+
 class Watcher(Source):
     """A thread that long-polls one source and keeps the newest document; `changed` (shared by
-    all watchers) is set when it differs from the one before. Reconciling never waits on the
-    network because of it. A source that does not long-poll is asked with wait=resync_interval."""
+    all watchers, anything with set()) is set when it differs from the one before, and on the
+    first refusal. Reconciling never waits on the network because of it. A source that does not
+    long-poll is asked with wait=resync_interval. `announce` (the source's reporter's) is called
+    in this thread before the first fetch and before each retry, never in the main loop."""
 
-    def __init__(self, source: Source, wait: float, stopping: threading.Event, changed: threading.Event,
-                 min_interval: float = 30.0) -> None:  # fmt: skip
+    def __init__(self, source: Source, wait: float, stopping: threading.Event, changed,
+                 min_interval: float = 30.0, announce: Optional[Callable[[], None]] = None) -> None:  # fmt: skip
         self.source, self.wait, self.stopping, self.changed = source, wait, stopping, changed
         self.min_interval = min_interval  # between polls when the server does not hold requests
+        self.announce = announce
         self.heard = threading.Event()  # set on the first answer or error
         self.lock = threading.Lock()
         self.document: Optional[bytes] = None
@@ -73,22 +127,32 @@ class Watcher(Source):
 
     def _loop(self) -> None:
         wait = 0.0  # the first fetch answers at once
+        failing = True  # announce before the first fetch: the source may not know us yet
         while not self.stopping.is_set():
+            if failing and self.announce is not None:
+                try:
+                    self.announce()
+                except Exception:  # a reporter's bug must not stop the watching
+                    log.exception("announcing to %s failed", self.source.describe())
             start = time.monotonic()
             self.requests += 1
             try:
                 document = self.source.fetch(wait=wait)
             except SourceUnavailable as e:
+                failing = True
                 delay = self.backoff.next(e.retry_after)
                 log.warning("source unavailable (%s); next try in %.1fs", e, delay)
                 with self.lock:
-                    fresh_error = self.error is None
+                    # The first refusal is news too (the placeholder "no answer yet" is not an
+                    # answer): the daemon records the outage at once.
+                    fresh_error = self.error is None or not self.heard.is_set()
                     self.error = e
                 self.heard.set()
                 if fresh_error:
                     self.changed.set()  # let the daemon record the outage (status, metrics)
                 self.stopping.wait(delay)
                 continue
+            failing = False
             self.backoff.reset()
             with self.lock:
                 new = document != self.document or self.error is not None
@@ -107,18 +171,18 @@ class Watcher(Source):
         return self.source.describe()
 
 
-def watch(config: AgentConfig, stopping: threading.Event,
-          changed: threading.Event) -> Tuple[Dict[str, Watcher], Dict[str, Reporter]]:  # fmt: skip
+def watch(config: AgentConfig, stopping: threading.Event, changed) -> Tuple[Dict[str, Watcher], Dict[str, Reporter]]:
     """A watcher (not started) for each source the config names, and the reporters of those that have one."""
     plugins = sources.registry()
     watchers: Dict[str, Watcher] = {}
     reporters: Dict[str, Reporter] = {}
     for name in config.sources:
         source = sources.build(plugins[name], config.source_settings.get(name, {}))
-        watchers[name] = Watcher(source, source.long_poll or config.resync_interval, stopping, changed)
         reporter = plugins[name].reporter(source)
         if reporter is not None:
             reporters[name] = reporter
+        watchers[name] = Watcher(source, source.long_poll or config.resync_interval, stopping, changed,
+                                 announce=reporter.announce if reporter is not None else None)  # fmt: skip
     return watchers, reporters
 
 
@@ -128,16 +192,27 @@ class Daemon:
     def __init__(self, config_path: str, load: Callable[[str], AgentConfig]) -> None:
         self.config_path = config_path
         self.load = load
-        self.stopping = threading.Event()
-        self.wakeup = threading.Event()
+        self.stopping = False
         self.reload = False
+        self.wakeup: Optional[Wakeup] = None  # made in run(): a pipe, so not in the constructor
         self.passes = 0
+        self.states: Dict[str, Tuple[str, str]] = {}  # name -> (state, detail) logged last
+        self._ready_lock = threading.Lock()
+        self.ready = False
 
-    # -- signals ----------------------------------------------------------------------------
+    def _notify_ready(self) -> None:
+        """READY=1, once (from the main loop or the READY_WITHIN timer, whichever comes first)."""
+        with self._ready_lock:
+            if self.ready:
+                return
+            self.ready = True
+        systemd.notify("READY=1")
+
+    # -- signals: set a flag and wake the loop, nothing else (they run in the main thread) -------
 
     def _on_term(self, signum, frame) -> None:
         log.info("signal %s: stopping (mounts stay)", signal.Signals(signum).name)
-        self.stopping.set()
+        self.stopping = True
         self.wakeup.set()
 
     def _on_hup(self, signum, frame) -> None:
@@ -148,15 +223,23 @@ class Daemon:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        config = self.load(self.config_path)
-        lock = self._single_instance(config)
+        ready_timer = threading.Timer(READY_WITHIN, self._notify_ready)
+        ready_timer.daemon = True
+        ready_timer.start()
+        try:
+            config = self.load(self.config_path)
+            lock = self._single_instance(config)
+        except BaseException:
+            ready_timer.cancel()  # a config that does not load must fail the start, not look ready
+            raise
+        self.wakeup = Wakeup()
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         signal.signal(signal.SIGHUP, self._on_hup)
         try:
-            while not self.stopping.is_set():
-                self._serve(config)
-                if self.reload and not self.stopping.is_set():
+            while not self.stopping:
+                self._serve(config, ready_timer)
+                if self.reload and not self.stopping:
                     self.reload = False
                     try:
                         config = self.load(self.config_path)
@@ -177,60 +260,57 @@ class Daemon:
             raise ConfigError(f"another sharedfs-agent daemon runs with state_dir {config.state_dir}") from None
         return fd
 
-    def _serve(self, config: AgentConfig) -> None:
+    def _serve(self, config: AgentConfig, ready_timer: threading.Timer) -> None:
         """Run with one config until stopped or told to reload."""
-        stopping, changed = threading.Event(), threading.Event()
-        watchers, reporters = watch(config, stopping, changed)
+        stopping = threading.Event()
+        watchers, reporters = watch(config, stopping, self.wakeup)
         mounters = registry()
         gatherer = Gatherer(config, watchers, mounters)
         reconciler = Reconciler(config, mounters)
-        for reporter in reporters.values():
-            reporter.announce()  # before the first fetch: the source may not know us yet
-        deadline = time.monotonic() + 10.0
         for watcher in watchers.values():
             watcher.start()
-        for watcher in watchers.values():  # a first answer from each, if it gives one soon
+        # A first answer from each source if it comes at once (a pass on fresh documents rather
+        # than on last-known-good ones); never longer than the grace, whatever the source does.
+        deadline = time.monotonic() + FIRST_ANSWER_GRACE
+        for watcher in watchers.values():
             watcher.heard.wait(max(0.0, deadline - time.monotonic()))
-        ready = False
         watchdog = systemd.watchdog_interval()
         try:
-            while not self.stopping.is_set() and not self.reload:
-                changed.clear()
+            while not self.stopping and not self.reload:
                 self._pass(config, reconciler, gatherer, reporters)
-                if not ready:
-                    systemd.notify("READY=1")
-                    ready = True
+                ready_timer.cancel()
                 deadline = time.monotonic() + config.resync_interval
-                while not (self.stopping.is_set() or self.reload or changed.is_set()):
+                # Sleep until a source changed, a signal came, the watchdog is due or the resync
+                # deadline passed (a full pass repairs drift: an unmount by hand, a lost line).
+                while not (self.stopping or self.reload):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        break  # periodic full pass: repairs drift (an unmount by hand, a lost line)
+                        break
                     if watchdog:
                         systemd.notify("WATCHDOG=1")
-                    self._wait_any(changed, min(remaining, watchdog or remaining, 1.0))
+                    if self.wakeup.wait(min(remaining, watchdog or remaining)):
+                        break
         finally:
             stopping.set()
 
-    def _wait_any(self, changed: threading.Event, timeout: float) -> None:
-        """Sleep until a source changed, a signal arrived, or timeout."""
-        if self.wakeup.wait(0) or changed.wait(timeout):
-            self.wakeup.clear()
-
     def _pass(self, config: AgentConfig, reconciler: Reconciler, gatherer: Gatherer,
               reporters: Mapping[str, Reporter]) -> None:  # fmt: skip
+        """One pass; READY=1 after the first one's local work, before anything that could wait
+        on the network (reports)."""
         self.passes += 1
         start = time.monotonic()
         try:
-            with PassLock(config.lock_path, wait=config.mount_timeout * 4):
-                gathered = gatherer.gather(allow_cache=True)
-                result = reconciler.run_pass(gathered.desired, gathered.fresh)
+            try:
+                with PassLock(config.lock_path, wait=config.mount_timeout * 4):
+                    gathered = gatherer.gather(allow_cache=True)
+                    result = reconciler.run_pass(gathered.desired, gathered.fresh)
+            finally:
+                self._notify_ready()
         except Exception as e:  # one bad pass must not end the daemon; the next one retries
             failed = outcome(e)
             if not failed.expected:
                 log.exception("reconcile pass failed")
             elif isinstance(e, SourceUnavailable):  # the outage is recorded where people look
-                for reporter in reporters.values():
-                    reporter.announce()
                 note = f"{failed.detail} (no last-known-good state)"
                 log.warning("%s; nothing changed", note)
                 write_status(config.status_path, (), gatherer.describe(), note)
@@ -244,14 +324,28 @@ class Daemon:
         write_status(config.status_path, result.verdicts, gatherer.describe(), note)
         if config.metrics_textfile:
             write_metrics(config.metrics_textfile, result.verdicts, gathered.fresh, self.passes)
-        for name, reporter in reporters.items():
-            reporter.announce()
-            if name in gathered.answered:  # states go back only to a source that answered now
-                reporter.report(gathered.verdicts_of(name, result.verdicts))
+        self._log_changes(result.verdicts)
         summary = _summary(result.verdicts)
         systemd.notify(f"STATUS={summary}{'' if gathered.fresh else f' (source {down} down)'}")
+        for name, reporter in reporters.items():
+            if name in gathered.answered:  # states go back only to a source that answered now
+                reporter.announce()
+                reporter.report(gathered.verdicts_of(name, result.verdicts))
         if result.plan.actions or any(v.state is not State.MOUNTED for v in result.verdicts):
             log.info("pass %d: %s in %.2fs", self.passes, summary, time.monotonic() - start)
+
+
+    def _log_changes(self, verdicts: Sequence[Verdict]) -> None:
+        """One line per filesystem whose state changed, with its journal fields."""
+        for v in verdicts:
+            now = (v.state.value, v.detail)
+            if self.states.get(v.name) != now:
+                level = logging.WARNING if v.state in (State.ERROR, State.BUSY) else logging.INFO
+                log.log(level, "%s %s: %s%s", v.name, v.mount_point or "-", v.state.value,
+                        f": {v.detail}" if v.detail else "", extra=fields(v.name, v.mount_point or "", state=v.state.value))  # fmt: skip
+                self.states[v.name] = now
+        for gone in set(self.states) - {v.name for v in verdicts}:
+            del self.states[gone]
 
 
 def _summary(verdicts: Sequence[Verdict]) -> str:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import os
-import ssl
-import tempfile
-import urllib.error
-import urllib.request
+import socket
+import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import psutil
-
-from . import wire
+from . import httpclient, wire
 from .errors import ConfigError
 from .host import commands
 
@@ -52,6 +47,8 @@ def check_enrollment(value: Any, with_token: bool = True) -> Enrollment:
             raise ValueError(f"ca must be a PEM bundle of at most {wire.MAX_CA_BYTES} bytes")
         ca = ca.strip() + "\n"
         wire.check_pattern("ca", ca, wire.CA_PEM)
+        import ssl  # only when vendordata hands a CA: the agent loads ssl only for https (httpclient.py)
+
         try:
             ssl.create_default_context(cadata=ca)  # the form is not enough: OpenSSL must load it
         except ssl.SSLError as e:
@@ -73,17 +70,16 @@ def _check_secret(token: Any) -> str:
 
 def _metadata_service_files(settings: Mapping[str, Any], names: Sequence[str]) -> Dict[str, bytes]:
     """Each named file the metadata service serves (200 only): short timeouts, and never through a
-    proxy (guest-agent#283)."""
-    # An empty ProxyHandler ignores HTTP(S)_PROXY: the metadata address is link-local.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    proxy (guest-agent#283): the metadata address is link-local."""
     url = settings["metadata_url"].rstrip("/")
     found = {}
     for name in names:
         try:
-            with opener.open(f"{url}/{name}", timeout=2.0) as answer:
-                found[name] = answer.read(_MAX_METADATA_BYTES)
-        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
+            status, _, body = httpclient.exchange(f"{url}/{name}", timeout=2.0, use_proxy=False)
+        except (httpclient.BadAnswer, OSError, ValueError):
             continue
+        if status == 200 and len(body) <= _MAX_METADATA_BYTES:
+            found[name] = body
     return found
 
 
@@ -95,6 +91,8 @@ def _config_drive_files(settings: Mapping[str, Any], names: Sequence[str]) -> Di
     device = "/dev/disk/by-label/config-2"
     if not os.path.exists(device):
         return {}
+    import tempfile  # only when a config drive is looked for
+
     with tempfile.TemporaryDirectory(prefix="sharedfs-config-drive-") as mount_point:
         mounted = commands.run(["mount", "-o", "ro,nosuid,nodev,noexec", device, mount_point], timeout=10)
         if not mounted.ok:
@@ -144,6 +142,8 @@ def vendordata(settings: Mapping[str, Any]) -> Optional[Enrollment]:
                  where, enrollment.instance_id, enrollment.project, enrollment.api_url)  # fmt: skip
         return enrollment
     return None
+
+
 
 
 def _from_instance_data(settings: Mapping[str, Any]) -> Tuple[Optional[str], Optional[str]]:
@@ -210,16 +210,77 @@ def discover(settings: Mapping[str, Any], enrolled: Optional[Identity] = None) -
 
 def addresses() -> List[str]:
     """This instance's addresses on interfaces that are up that the API accepts (wire.check_address)."""
-    stats = psutil.net_if_stats()
+    try:
+        candidates = _netlink_addresses()
+    except OSError as e:  # no netlink (an unusual sandbox): psutil reads the same another way
+        log.debug("netlink: %s; asking psutil", e)
+        candidates = _psutil_addresses()
     found = set()
-    for name, addrs in psutil.net_if_addrs().items():
-        if name in stats and not stats[name].isup:
-            continue
-        for addr in addrs:
-            try:
-                found.add(wire.check_address(addr.address))  # the API's rule: plain unicast only
-            except ValueError:
-                continue  # MAC addresses, loopback, link-local (with its %zone) and the like
+    for address in candidates:
+        try:
+            found.add(wire.check_address(address))  # the API's rule: plain unicast only
+        except ValueError:
+            continue  # loopback, link-local and the like
     if len(found) > wire.MAX_ADDRESSES:
         log.warning("%d addresses; registering the first %d (the API's cap)", len(found), wire.MAX_ADDRESSES)
     return sorted(found)[: wire.MAX_ADDRESSES]
+
+
+_RTM_GETADDR, _NLMSG_DONE, _NLMSG_ERROR = 22, 3, 2
+_NLM_F_REQUEST_DUMP = 0x1 | 0x300
+_IFA_ADDRESS, _IFA_LOCAL = 1, 2
+_IFF_UP = 0x1
+
+
+def _netlink_addresses() -> List[str]:
+    """Every address of every interface that is up, from one RTM_GETADDR dump (rtnetlink(7)).
+    Not psutil: importing it costs an idle daemon some 3 MB, for a list the kernel gives here."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE) as sock:
+        sock.settimeout(5.0)
+        request = struct.pack("=BBBBI", socket.AF_UNSPEC, 0, 0, 0, 0)
+        sock.send(struct.pack("=IHHII", 16 + len(request), _RTM_GETADDR, _NLM_F_REQUEST_DUMP, 1, 0) + request)
+        found: List[str] = []
+        up: dict = {}
+        while True:
+            data = sock.recv(65536)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, kind, _, _, _ = struct.unpack_from("=IHHII", data, offset)
+                if kind == _NLMSG_DONE:
+                    return found
+                if kind == _NLMSG_ERROR or length < 16:
+                    raise OSError("netlink RTM_GETADDR answered with an error")
+                family, _, _, _, index = struct.unpack_from("=BBBBI", data, offset + 16)
+                attributes: dict = {}
+                at, end = offset + 24, offset + length
+                while at + 4 <= end:
+                    size, kind = struct.unpack_from("=HH", data, at)
+                    if size < 4:
+                        break
+                    attributes[kind] = data[at + 4 : at + size]
+                    at += (size + 3) & ~3
+                # IPv4: IFA_LOCAL is the interface's own address (IFA_ADDRESS is the peer's on a point-to-point link).
+                raw = attributes.get(_IFA_LOCAL) or attributes.get(_IFA_ADDRESS)
+                if raw and family in (socket.AF_INET, socket.AF_INET6):
+                    if index not in up:
+                        up[index] = _is_up(index)
+                    if up[index]:
+                        found.append(socket.inet_ntop(family, raw))
+                offset += (length + 3) & ~3
+
+
+def _is_up(index: int) -> bool:
+    """IFF_UP in /sys/class/net/NAME/flags, as psutil's isup; an interface that cannot be read counts as up."""
+    try:
+        with open(f"/sys/class/net/{socket.if_indextoname(index)}/flags") as f:
+            return bool(int(f.read().strip(), 16) & _IFF_UP)
+    except (OSError, ValueError):
+        return True
+
+
+def _psutil_addresses() -> List[str]:
+    import psutil
+
+    stats = psutil.net_if_stats()
+    return [addr.address for name, addrs in psutil.net_if_addrs().items()
+            if name not in stats or stats[name].isup for addr in addrs]  # fmt: skip

@@ -9,6 +9,7 @@ from .model import (
     Action,
     ActionKind,
     Filesystem,
+    FstabEntry,
     MountRecord,
     Observed,
     PathState,
@@ -45,6 +46,9 @@ class _Planner:
         self.desired = desired
         self.observed = observed
         self.mounters = mounters
+        # Our fstab lines carry the type given to mount(8) ("ceph", "fuse.ceph"), not always the
+        # mounter's name: trace a line back by either (its ledger entry may be gone).
+        self.by_line_type = {m.type_for_mount: m for m in mounters.values()}
         self.may_unmount = may_unmount
         self.mount_timeout = mount_timeout
         self.actions: List[Action] = []
@@ -59,7 +63,12 @@ class _Planner:
         if owned and self._is_mount_of(owned.filesystem.fs_type, owned.filesystem.export, record):
             return True
         line = self.observed.fstab_owned.get(mount_point)
-        return bool(line and self._is_mount_of(line.vfstype, line.spec, record))
+        return bool(line and self._is_mount_of(self.line_fs_type(line), line.spec, record))
+
+    def line_fs_type(self, line: FstabEntry) -> str:
+        """The mounter name behind one of our fstab lines."""
+        mounter = self.mounters.get(line.vfstype) or self.by_line_type.get(line.vfstype)
+        return mounter.fs_type if mounter else line.vfstype
 
     def _is_mount_of(self, fs_type: str, export: str, record: MountRecord) -> bool:
         mounter = self.mounters.get(fs_type)
@@ -141,7 +150,7 @@ class _Planner:
         owned = obs.ledger.get(mount_point)
         line = obs.fstab_owned.get(mount_point)
         name = owned.filesystem.name if owned else "-"
-        fs_type = owned.filesystem.fs_type if owned else (line.vfstype if line else "")
+        fs_type = owned.filesystem.fs_type if owned else (self.line_fs_type(line) if line else "")
         record = obs.mounts.get(mount_point)
         if self.ours(mount_point, record):
             self.act(ActionKind.UNMOUNT, mount_point, name, fs_type, "no longer attached")

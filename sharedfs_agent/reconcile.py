@@ -12,6 +12,7 @@ from .desired import Desired
 from .errors import ClientMissing, MountError, outcome
 from .host import systemd
 from .host.mount import Host, MountSettings
+from .logs import fields
 from .model import Action, ActionKind, Filesystem, Observed, OwnedMount, Plan, State, Verdict
 from .mounters import Mounter
 from .plan import plan as make_plan
@@ -101,10 +102,12 @@ class Reconciler:
                     self._do(action, owned, lines, done)
                 except (MountError, OSError) as e:
                     result = outcome(e)
+                    about = fields(action.name, mp, action.kind.value, result.state.value)
                     if result.state is State.BUSY:
-                        log.warning("%s postponed: %s", action, result.detail)
+                        log.warning("%s postponed: %s", action, result.detail, extra=about)
                     else:
-                        log.error("%s failed%s: %s", action, "" if result.retry else " (needs a person)", result.detail)
+                        log.error("%s failed%s: %s", action, "" if result.retry else " (needs a person)", result.detail,
+                                  extra=about)  # fmt: skip
                     if action.kind is ActionKind.UNMOUNT:
                         blocked.append(mp)
                     elif action.kind is ActionKind.MOUNT:
@@ -121,19 +124,23 @@ class Reconciler:
         mp = action.mount_point
         if action.kind is ActionKind.UNMOUNT:
             self.host.unmount(self._mounter(action.fs_type).unmount_argv(mp), self.settings)
-            log.info("unmounted %s (%s) because: %s", mp, action.name, action.reason)
+            log.info("unmounted %s (%s) because: %s", mp, action.name, action.reason,
+                     extra=fields(action.name, mp, action.kind.value, State.UNMOUNTED.value))  # fmt: skip
             done[mp] = (State.UNMOUNTED, "")
         elif action.kind is ActionKind.MOUNT:
             self._mount(action.filesystem, owned)
-            log.info("mounted %s on %s (%s) because: %s", action.filesystem.export, mp, action.name, action.reason)
+            log.info("mounted %s on %s (%s) because: %s", action.filesystem.export, mp, action.name, action.reason,
+                     extra=fields(action.name, mp, action.kind.value, State.MOUNTED.value))  # fmt: skip
             done[mp] = (State.MOUNTED, "")
         elif action.kind is ActionKind.WRITE_FSTAB:
             lines[mp] = action.fstab_entry
-            log.info("fstab line for %s (%s) written because: %s", mp, action.name, action.reason)
+            log.info("fstab line for %s (%s) written because: %s", mp, action.name, action.reason,
+                     extra=fields(action.name, mp, action.kind.value))  # fmt: skip
             done.setdefault(mp, (State.MOUNTED, ""))
         elif action.kind is ActionKind.DROP_FSTAB:
             lines.pop(mp, None)
-            log.info("fstab line for %s (%s) removed because: %s", mp, action.name, action.reason)
+            log.info("fstab line for %s (%s) removed because: %s", mp, action.name, action.reason,
+                     extra=fields(action.name, mp, action.kind.value))  # fmt: skip
             done.setdefault(mp, (State.UNMOUNTED, ""))
         elif action.kind is ActionKind.FORGET:
             gone = owned.pop(mp, None)

@@ -42,10 +42,14 @@ class Settings:
     vendordata_secret: Optional[str] = None  # what Nova sends as X-Auth-Token for vendordata (--auth tokens)
     public_url: Optional[str] = None  # the API URL vendordata hands instances (default: the URL Nova called)
     ca_pem: Optional[str] = None  # the CA instances should trust for it
+    reconcile_every: float = 300.0  # seconds between reconciles of drivers against rows (also at start)
 
 
 class BodyLimit:
-    """ASGI middleware: refuse request bodies over MAX_BODY, declared or streamed, with 413."""
+    """ASGI middleware: refuse request bodies over MAX_BODY, declared or streamed (chunked), with 413.
+
+    The body is read here, whole, before the app sees it: raised from inside the app's receive, the
+    refusal would be turned into a 400 by the framework's body parsing."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -56,30 +60,32 @@ class BodyLimit:
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             return await _too_large(send)
-        seen = 0
-
-        async def limited():
-            nonlocal seen
+        chunks, seen = [], 0
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
+            if message["type"] != "http.request":
+                break  # the client left; the app sees that as it would have
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
             if seen > MAX_BODY:
-                raise _BodyTooLarge()
-            return message
+                return await _too_large(send)
+            if not message.get("more_body"):
+                message = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+                break
+        pending = [message]
 
-        try:
-            await self.app(scope, limited, send)
-        except _BodyTooLarge:
-            await _too_large(send)
+        async def replay():
+            # The body once, then the real receive: a long-poll waits on it for the disconnect.
+            return pending.pop() if pending else await receive()
 
-
-class _BodyTooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 async def _too_large(send) -> None:
     body = b'{"error":{"code":413,"message":"request body is larger than 65536 bytes"}}'
     await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})  # fmt: skip
     await send({"type": "http.response.body", "body": body})
 
 
@@ -114,6 +120,8 @@ def create_app(settings: Settings) -> FastAPI:
         if notifier is not None:
             notifier.notify()
 
+    services = make_services(sessions, backends, changed, settings.reconcile_every)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         if settings.migrate:
@@ -122,11 +130,14 @@ def create_app(settings: Settings) -> FastAPI:
         hub.bind(asyncio.get_running_loop())
         if notifier is not None:
             notifier.start()
+        services.worker.start()  # resumes what a previous process left creating or deleting
         flusher = asyncio.get_running_loop().create_task(_flush_last_seen(app.state.last_seen))
         yield
         flusher.cancel()
         with contextlib.suppress(Exception):
             await run_in_threadpool(app.state.last_seen.flush)  # what this process saw since the last minute
+        services.worker.stop()
+        hub.close()  # uvicorn's shutdown (server.py) has done so already; any other server gets it here
         if notifier is not None:
             notifier.stop()
         engine.dispose()
@@ -134,7 +145,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="sharedfs os-filesystem API", version=__version__, lifespan=lifespan)
     app.add_middleware(BodyLimit)
     # What the dependencies in deps.py hand to the routes.
-    app.state.services = make_services(sessions, backends, changed)
+    app.state.services = services
     # Token answers are remembered only until the next change anywhere (PostgreSQL tells every process).
     app.state.tokens = TokenCache(sessions, generation=(lambda: hub.generation) if notifier is not None else None)
     app.state.keystone = _keystone(settings, app.state.tokens) if settings.auth == "keystone" else None
@@ -149,6 +160,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(vendordata.router)
     app.include_router(agents.make_router(settings.max_wait))
     agent_index(app, settings.agent_wheels)
+    _declare_errors(app)
     return app
 
 
@@ -172,6 +184,54 @@ def _keystone(settings: Settings, tokens: TokenCache):
             return None
 
     return KeystoneAuth(settings.openstack_config, local)
+
+
+_ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error": {
+    "type": "object", "required": ["code", "message"],
+    "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}}}}  # fmt: skip
+_REASONS = {400: "invalid parameter or body", 401: "missing or unknown X-Auth-Token",
+            403: "the token's role or project may not do this", 404: "no such project member, filesystem or instance",
+            409: "conflicts with the current state (e.g. a name taken, a filesystem not available)",
+            413: "request body over 64 KiB", 503: "the server is shutting down (Retry-After)"}  # fmt: skip
+
+
+def _declare_errors(app: FastAPI) -> None:
+    """The OpenAPI document states the errors the API really sends: 400 for validation (FastAPI
+    would declare 422, which is never sent), 401/403 on every token-checked route, 404 where the
+    path names something, 409 on the changes, 413 where a body is read, 503 on the long-poll.
+    (tests/api/test_schemathesis.py checks every answer against it.)"""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                codes = {400}
+                if path.startswith("/v1.1/"):
+                    codes |= {401, 403, 404}
+                if method in ("put", "delete"):
+                    codes.add(409)
+                if "requestBody" in operation:
+                    codes.add(413)
+                responses = operation.setdefault("responses", {})
+                if method == "put" and "201" in responses:  # PUT is idempotent: 200 when it is so already
+                    responses.setdefault("200", {"description": "exists already as asked (or updated)"})
+                if method == "get" and path.endswith("/os-instances/{instance_id}/filesystems"):
+                    codes.add(503)
+                    responses.setdefault("304", {"description": "the set still has the ETag of If-None-Match"})
+                responses.pop("422", None)
+                for code in sorted(codes):
+                    responses.setdefault(str(code), {"description": _REASONS[code], "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})  # fmt: skip
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Error"] = _ERROR_SCHEMA
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        return schema
+
+    app.openapi = openapi
 
 
 def _error_handlers(app: FastAPI) -> None:

@@ -1,4 +1,4 @@
-"""sharedfs-api command line: serve, token create, instance add/list, db upgrade."""
+"""sharedfs-api command line: serve, token create, instance add/list, reconcile, db upgrade."""
 
 from __future__ import annotations
 
@@ -66,9 +66,8 @@ def _services(args, configured: bool = False):
 
 
 def cmd_serve(args) -> int:
-    import uvicorn
-
     from .app import Settings, create_app
+    from .server import Limits, serve
 
     host, _, port = args.listen.rpartition(":")
     if not host or not port.isdigit():
@@ -85,9 +84,11 @@ def cmd_serve(args) -> int:
             ca_pem = f.read()
     settings = Settings(db_url=_db_url(args), backends=_backend_configs(args), max_wait=args.max_wait,
                         agent_wheels=args.agent_wheels, auth=args.auth, openstack_config=openstack_config,
-                        vendordata_secret=secret, public_url=args.public_url, ca_pem=ca_pem)  # fmt: skip
-    uvicorn.run(create_app(settings), host=host.strip("[]"), port=int(port), log_level=args.log_level,
-                access_log=args.access_log, timeout_keep_alive=settings.max_wait + 30, backlog=8192)  # fmt: skip
+                        vendordata_secret=secret, public_url=args.public_url, ca_pem=ca_pem,
+                        reconcile_every=args.reconcile_every)  # fmt: skip
+    limits = Limits(max_connections=args.max_connections, request_timeout=args.request_timeout)
+    serve(create_app(settings), host.strip("[]"), int(port), limits, log_level=args.log_level,
+          access_log=args.access_log)  # fmt: skip
     return 0
 
 
@@ -193,8 +194,13 @@ def cmd_instance_add(args) -> int:
 
 
 def cmd_instance_list(args) -> int:
+    from .schemas import escape_control
+
     for instance in _services(args).instances.list_all():
-        print(f"{instance['project']}\t{instance['id']}\t{' '.join(instance['addresses'])}")
+        # Stored values are checked on the way in; escaped on the way out all the same (rows
+        # written by an older version, or by hand, must not drive the admin's terminal).
+        fields = (instance["project"], instance["id"], " ".join(instance["addresses"]))
+        print("\t".join(escape_control(field) for field in fields))
     return 0
 
 
@@ -228,6 +234,20 @@ def cmd_user_data(args) -> int:
 
 def cmd_vendor_data(args) -> int:
     return _cloud_config(args, None, None, None)
+
+
+def cmd_reconcile(args) -> int:
+    """What a server's worker does, once, with no server running: finish pending creates and
+    deletes, then reconcile the backends against the rows."""
+    services = _services(args, configured=True)
+    services.worker.drain()
+    report = services.worker.reconcile()
+    for name in report.orphans_removed:
+        print(f"removed {name}: no row")
+    for name in report.missing:
+        print(f"{name}: volume missing, marked error")
+    print(f"access lists sent: {report.access_synced}")
+    return 0
 
 
 def cmd_db_upgrade(args) -> int:
@@ -284,6 +304,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = _with_backends(with_db(sub.add_parser("serve", help="run the API server")))
     serve.add_argument("--listen", default="127.0.0.1:8776", help="HOST:PORT (default 127.0.0.1:8776)")
     serve.add_argument("--max-wait", type=int, default=120, help="longest long-poll hold in seconds (default 120)")
+    serve.add_argument("--max-connections", type=int, default=4096,
+                       help="connections held at once, long-polls included; more are refused with 503 "
+                            "(default 4096; the file descriptor limit is raised to fit)")  # fmt: skip
+    serve.add_argument("--request-timeout", type=float, default=10.0,
+                       help="seconds for a whole request to arrive, and for an idle connection to send one (default 10)")  # fmt: skip
     serve.add_argument(
         "--agent-wheels",
         metavar="DIR",
@@ -298,6 +323,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--ca-file", help="PEM CA bundle vendordata hands instances, for the API's TLS certificate")
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--reconcile-every", type=float, default=300.0, metavar="S",
+                       help="seconds between reconciles of the backends with the database (default 300)")  # fmt: skip
     serve.set_defaults(func=cmd_serve)
 
     nova = _openstack_config_option(_with_backends(with_db(sub.add_parser(
@@ -345,6 +372,11 @@ def _parser() -> argparse.ArgumentParser:
         "vendor-data", help="#cloud-config for every instance; each gets its token from instance metadata "
                             "sharedfs_token and finds its id and project itself"))  # fmt: skip
     vendordata.set_defaults(func=cmd_vendor_data)
+
+    reconcile = _with_backends(with_db(sub.add_parser(
+        "reconcile", help="finish pending creates and deletes, then reconcile backends with the database "
+                          "(what a server does at start and every 5 minutes)")))  # fmt: skip
+    reconcile.set_defaults(func=cmd_reconcile)
 
     dbp = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     upgrade = with_db(dbp.add_parser("upgrade", help="migrate the schema to the newest version, keeping data"))

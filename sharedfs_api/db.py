@@ -11,17 +11,20 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     ForeignKey,
+    Index,
+    Integer,
     String,
     Text,
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-__all__ = ["Base", "Filesystem", "Instance", "Connection", "MountState", "Token", "Grant",
-           "make_engine", "make_sessions", "upgrade", "DEFAULT_URL"]  # fmt: skip
+__all__ = ["Base", "Filesystem", "Instance", "RetiredInstance", "Connection", "MountState", "Token", "Grant",
+           "make_engine", "make_sessions", "upgrade", "DEFAULT_URL", "WRITE"]  # fmt: skip
 
 DEFAULT_URL = "sqlite:///sharedfs.db"
 
@@ -36,7 +39,13 @@ class Base(DeclarativeBase):
 
 class Filesystem(Base):
     __tablename__ = "filesystems"
-    __table_args__ = (UniqueConstraint("project", "name"),)
+    __table_args__ = (
+        UniqueConstraint("project", "name"),
+        # A global name is unique across every project, whatever runs concurrently (the services
+        # also keep a project's own names apart from global ones, under a per-name lock).
+        Index("uq_filesystems_global_name", "name", unique=True,
+              sqlite_where=text("scope = 'global'"), postgresql_where=text("scope = 'global'")),
+    )  # fmt: skip
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project: Mapped[str] = mapped_column(String(64), index=True)  # the tenant that owns it
@@ -50,6 +59,7 @@ class Filesystem(Base):
     export: Mapped[str] = mapped_column(String(1024), default="")  # empty until the driver made it
     driver: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))  # creating | available | error | deleting
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # of the pending create: >1 means resumed
     status_detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
 
@@ -71,6 +81,17 @@ class Instance(Base):
     @property
     def addresses(self) -> List[str]:
         return json.loads(self.addresses_json)
+
+
+class RetiredInstance(Base):
+    """An instance id that was deregistered: its own token may not register it again (its
+    project's token or an admin may), and no other project may take it."""
+
+    __tablename__ = "retired_instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(64))
+    retired_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
 
 
 class Connection(Base):
@@ -126,20 +147,33 @@ class Token(Base):
     expires_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True), nullable=True)  # None: never
 
 
+# Execution option of a session's connection that will write: on SQLite its transaction starts
+# with BEGIN IMMEDIATE, so it waits for the write lock up front (busy_timeout) instead of failing
+# with "database is locked" when a read transaction would have to become a write one.
+WRITE = "sharedfs_write"
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):
+            dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")  # ON DELETE CASCADE needs it
             cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for a writer
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection):
+            immediate = connection.get_execution_options().get(WRITE)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # Each request holds at most one connection; 2 processes x 40 stays under PostgreSQL's 100.
+    return create_engine(url, pool_size=10, max_overflow=30, pool_pre_ping=True, pool_timeout=60)
 
 
 def make_sessions(engine: Engine) -> sessionmaker:

@@ -9,12 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sharedfs_agent import wire
 
-__all__ = ["NAME", "parse_size", "FsEntryIn", "FsEntryBody", "InstanceIn", "InstanceBody", "StateIn",
-           "STATES", "check_name", "VendordataIn"]  # fmt: skip
+__all__ = ["NAME", "parse_size", "canonical_size", "escape_control", "FsEntryIn", "FsEntryBody", "InstanceIn",
+           "InstanceBody", "StateIn", "STATES", "check_name", "VendordataIn"]  # fmt: skip
 
 NAME = wire.FS_NAME
 IDENT = wire.IDENT
-_SIZE = re.compile(r"\s*([0-9]{1,7}(?:\.[0-9]{1,3})?)\s*([kmgtp])i?b?\s*", re.IGNORECASE)
+# No whitespace, no control characters: what is stored is canonical_size() of it anyway.
+_SIZE = re.compile(r"([0-9]{1,7}(?:\.[0-9]{1,3})?)([kmgtp])i?b?", re.IGNORECASE)
 _UNITS = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 MAX_SIZE = 1024**5  # 1 PiB
 STATES = wire.STATES
@@ -35,6 +36,24 @@ def parse_size(text: str) -> int:
     return size
 
 
+def canonical_size(size_bytes: int) -> str:
+    """The stored form of a size: whole units of the largest unit that divides it, "4Gb", "1536Mb"."""
+    for unit, power in sorted(_UNITS.items(), key=lambda item: -item[1]):
+        if size_bytes % 1024**power == 0:
+            return f"{size_bytes // 1024**power}{unit.upper()}b"
+    raise ValueError(f"size of {size_bytes} bytes is not a whole number of Kb")
+
+
+def escape_control(text: str) -> str:
+    """Text with every control or non-printable character (NUL, escape sequences, bidirectional
+    overrides) written as a visible escape, \\x1b or \\u202e: safe to store and to print."""
+    return "".join(c if c.isprintable() else _escape(ord(c)) for c in text)
+
+
+def _escape(code: int) -> str:
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 class FsEntryIn(BaseModel):
     """The fs_entry of a create (PUT). Read-only fields (status, export for driven types) are refused."""
 
@@ -52,8 +71,7 @@ class FsEntryIn(BaseModel):
     @field_validator("size")
     @classmethod
     def _size(cls, value: str) -> str:
-        parse_size(value)
-        return value
+        return canonical_size(parse_size(value))  # "4gib", "4096Mb" and "4Gb" are one size, stored as "4Gb"
 
     @field_validator("mount_point")
     @classmethod
@@ -106,6 +124,13 @@ class StateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     state: Literal[wire.STATES]
     detail: str = Field(default="", max_length=1000)
+
+    @field_validator("detail")
+    @classmethod
+    def _detail(cls, value: str) -> str:
+        # Free text from a mount's error output: kept, with control characters (a NUL breaks
+        # PostgreSQL's text, an escape sequence a terminal) escaped rather than the report refused.
+        return escape_control(value)
 
 
 class VendordataIn(BaseModel):

@@ -27,10 +27,12 @@ CHANNEL = "sharedfs_changes"
 
 
 class Hub:
-    """Wakes every waiting long-poll at once when anything changed. changed() is thread-safe."""
+    """Wakes every waiting long-poll at once when anything changed, or when the server shuts down
+    (close(): `closing` is then true and stays so). changed() is thread-safe."""
 
     def __init__(self) -> None:
         self.generation = 0
+        self.closing = False
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.event: Optional[asyncio.Event] = None
 
@@ -42,6 +44,12 @@ class Hub:
         self.generation += 1
         if self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self._wake)
+
+    def close(self) -> None:
+        """Called on the event loop when shutdown begins: every waiter wakes and answers now."""
+        self.closing = True
+        if self.event is not None:
+            self._wake()
 
     def _wake(self) -> None:
         # A fresh event per change: waiters hold the one they saw, so none misses a change that

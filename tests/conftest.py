@@ -49,3 +49,21 @@ def glusterd(workdir):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def ceph_cluster(workdir):
+    """One throw-away Ceph cluster for the session (~20 s to bootstrap): ceph-fuse and the guest's kernel client."""
+    need_root()
+    for tool in ("ceph-mon", "ceph-mgr", "ceph-osd", "ceph-mds", "ceph-fuse", "mount.fuse.ceph"):
+        require(shutil.which(tool) is not None or os.path.exists(f"/sbin/{tool}"),
+                f"{tool} (Debian packages ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse; run scripts/setup.sh)")  # fmt: skip
+    require(os.path.isdir("/etc/ceph"), "/etc/ceph (Debian package ceph-common)")
+    from devtools.ceph import CephCluster
+
+    cluster = CephCluster(workdir / "ceph")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

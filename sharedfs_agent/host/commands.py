@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -40,6 +39,12 @@ def _read(f) -> str:
     return f.read(_OUTPUT_LIMIT).decode("utf-8", "replace")
 
 
+def _output_file(name: str):
+    """An anonymous file in memory (memfd), for a helper's output: a file, as tempfile's would be,
+    without tempfile (and the shutil, random, bz2 and lzma it brings) in the idle daemon."""
+    return open(os.memfd_create(f"sharedfs-helper-{name}", os.MFD_CLOEXEC), "w+b")  # noqa: SIM115 - the caller closes
+
+
 def run(argv: Sequence[str], timeout: float) -> Result:
     """Run argv in a new session; past `timeout` seconds SIGKILL its process group.
 
@@ -49,7 +54,7 @@ def run(argv: Sequence[str], timeout: float) -> Result:
     behind (csi-driver-nfs#1271: an abandoned mount.nfs poisoned every later mount).
     """
     start = time.monotonic()
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with _output_file("stdout") as out, _output_file("stderr") as err:
         proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,

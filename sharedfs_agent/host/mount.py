@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import shutil
 from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence
 
 from .. import actual
@@ -107,9 +106,11 @@ class Host:
         """Is the client there: the helper executable, or with no helper the kernel knowing one of
         the types now or having the module (kernel_module, below kernel/fs/) to load."""
         if helper:
-            return any(os.access(os.path.join(d, helper), os.X_OK) for d in _HELPER_DIRS) or bool(
-                shutil.which(helper)
-            )
+            if any(os.access(os.path.join(d, helper), os.X_OK) for d in _HELPER_DIRS):
+                return True
+            import shutil  # rarely reached: helpers live in _HELPER_DIRS; shutil costs an idle daemon
+
+            return bool(shutil.which(helper))
         wanted = set(kernel_types)
         try:
             with open("/proc/filesystems") as f:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 from typing import List, Optional, Sequence
 
@@ -22,6 +21,8 @@ def in_own_scope(argv: Sequence[str], description: str) -> List[str]:
     sharedfs-agent.service's cgroup and be killed when systemd stops or restarts the agent,
     breaking the mount (k8s mount-utils doMount does the same for kubelet).
     """
+    import shutil  # only when a FUSE helper is about to run
+
     systemd_run = shutil.which("systemd-run") or "systemd-run"
     return [systemd_run, "--scope", "--quiet", "--collect", f"--description={description}", "--", *argv]
 

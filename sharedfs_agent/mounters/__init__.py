@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Dict, Iterable, Mapping
 
+from ..plugins import entry_points as installed_entry_points
 from .base import Mounter
 from .cephfs import CephfsMounter, CephFuseMounter
 from .glusterfs import GlusterfsMounter
@@ -32,12 +32,7 @@ BUILTIN: Mapping[str, type] = {
 
 
 def _entry_points() -> Iterable:
-    from importlib import metadata
-
-    eps = metadata.entry_points()
-    if sys.version_info >= (3, 10):
-        return eps.select(group=ENTRY_POINT_GROUP)
-    return eps.get(ENTRY_POINT_GROUP, ())  # pragma: no cover - Python 3.9
+    return installed_entry_points(ENTRY_POINT_GROUP)  # importlib.metadata only when a plugin is installed
 
 
 def registry(entry_points: Iterable = None) -> Dict[str, Mounter]:

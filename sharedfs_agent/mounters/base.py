@@ -39,6 +39,9 @@ class Mounter:
     fs_type: str = ""
     # How its mounts appear in mountinfo's fstype field.
     kernel_fstypes: FrozenSet[str] = frozenset()
+    # The type mount(8) is given (-t) and our fstab lines carry; empty: fs_type. A line is traced
+    # back to its mounter by it when the ledger is gone (a boot mounted it before the agent ran).
+    mount_type: str = ""
     # The helper whose presence means the client is installed, and the package that brings it.
     helper: str = ""
     packages: Mapping[str, str] = {}  # distribution family ("debian", "rhel") -> package
@@ -83,7 +86,11 @@ class Mounter:
         """Our line for fs: boot-safe options and the marker that says it is ours."""
         timeout = f"x-systemd.mount-timeout={int(mount_timeout)}"
         mntops = ",".join((*self.mount_options(fs), *self.boot_options, timeout, MARKER))
-        return FstabEntry(fs.export, fs.mount_point, self.fs_type, mntops, 0, 0)
+        return FstabEntry(fs.export, fs.mount_point, self.type_for_mount, mntops, 0, 0)
+
+    @property
+    def type_for_mount(self) -> str:
+        return self.mount_type or self.fs_type
 
     def same_source(self, export: str, source: str) -> bool:
         """Does a mountinfo source name this (canonical) export? Types override for aliases."""
@@ -102,7 +109,7 @@ class Mounter:
 
     def mount_argv(self, fs: Filesystem) -> List[str]:
         """The mount(8) command for fs; host/ runs it (in its own scope when `fuse`)."""
-        return ["mount", "-t", self.fs_type, "-o", ",".join(self.mount_options(fs)), fs.export, fs.mount_point]
+        return ["mount", "-t", self.type_for_mount, "-o", ",".join(self.mount_options(fs)), fs.export, fs.mount_point]
 
     def unmount_argv(self, mount_point: str) -> List[str]:
         """The unmount command: never forced, never lazy, so a busy filesystem stays and says so."""

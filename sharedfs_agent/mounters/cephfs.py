@@ -21,6 +21,7 @@ _SECRETFILE = re.compile(r"/etc/ceph/[A-Za-z0-9_.-]{1,128}")
 class CephfsMounter(Mounter):
     fs_type = "cephfs"
     kernel_fstypes = frozenset({"ceph"})
+    mount_type = "ceph"
     helper = "mount.ceph"
     packages = {"debian": "ceph-common", "rhel": "ceph-common"}
     options = {
@@ -46,19 +47,13 @@ class CephfsMounter(Mounter):
             raise InvalidEntry(f"export {export!r} is not mon[:port][,mon[:port]…]:/path")
         return export
 
-    def mount_argv(self, fs: Filesystem) -> List[str]:
-        return ["mount", "-t", "ceph", "-o", ",".join(self.mount_options(fs)), fs.export, fs.mount_point]
-
-    def fstab_entry(self, fs: Filesystem, mount_timeout: float) -> FstabEntry:
-        entry = super().fstab_entry(fs, mount_timeout)
-        return FstabEntry(entry.spec, entry.file, "ceph", entry.mntops, 0, 0)
-
 
 class CephFuseMounter(Mounter):
     """ceph-fuse: `export` is `/path` inside the filesystem; monitors come from /etc/ceph/ceph.conf."""
 
     fs_type = "ceph-fuse"
     kernel_fstypes = frozenset({"fuse.ceph-fuse"})
+    mount_type = "fuse.ceph"
     helper = "ceph-fuse"
     packages = {"debian": "ceph-fuse", "rhel": "ceph-fuse"}
     fuse = True
@@ -67,6 +62,8 @@ class CephFuseMounter(Mounter):
         "ceph.client_fs": _NAME,
         "ceph.conf": re.compile(r"/etc/ceph/[A-Za-z0-9_.-]{1,128}\.conf"),
         "ceph.keyring": re.compile(r"/etc/ceph/[A-Za-z0-9_.-]{1,128}"),
+        # The bare key in a file, like the kernel client's secretfile (ceph-fuse's --keyfile): seen working live.
+        "ceph.keyfile": _SECRETFILE,
     }
 
     def check_export(self, export: str) -> str:
@@ -78,12 +75,12 @@ class CephFuseMounter(Mounter):
         return [*self.mount_options(fs), f"ceph.client_mountpoint={fs.export}"]
 
     def mount_argv(self, fs: Filesystem) -> List[str]:
-        return ["mount", "-t", "fuse.ceph", "-o", ",".join(self._options(fs)), "none", fs.mount_point]
+        return ["mount", "-t", self.mount_type, "-o", ",".join(self._options(fs)), "none", fs.mount_point]
 
     def fstab_entry(self, fs: Filesystem, mount_timeout: float) -> FstabEntry:
         entry = super().fstab_entry(fs, mount_timeout)
         options = ",".join((f"ceph.client_mountpoint={fs.export}", entry.mntops))
-        return FstabEntry("none", fs.mount_point, "fuse.ceph", options, 0, 0)
+        return FstabEntry("none", fs.mount_point, self.mount_type, options, 0, 0)
 
     def is_mount_of(self, fs_export: str, record: MountRecord) -> bool:
         # ceph-fuse shows "ceph-fuse" as its source whatever it mounted; the ledger tells the rest.

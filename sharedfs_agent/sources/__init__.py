@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any, Dict, Iterable, Mapping
 
+from ..plugins import entry_points as installed_entry_points
 from .api import ApiPlugin
 from .base import Key, Reporter, Source, SourcePlugin
 from .file import FilePlugin
@@ -27,12 +27,7 @@ RESERVED = ("agent", "metrics")  # the agent's own sections: no source may be na
 
 
 def _entry_points() -> Iterable:
-    from importlib import metadata
-
-    eps = metadata.entry_points()
-    if sys.version_info >= (3, 10):
-        return eps.select(group=ENTRY_POINT_GROUP)
-    return eps.get(ENTRY_POINT_GROUP, ())  # pragma: no cover - Python 3.9
+    return installed_entry_points(ENTRY_POINT_GROUP)  # importlib.metadata only when a plugin is installed
 
 
 def _check(plugin: Any) -> SourcePlugin:

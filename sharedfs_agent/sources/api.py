@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import email.utils
-import http.client
 import json
 import logging
 import os
-import ssl
 import stat
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from .. import atomicfile, identity, wire
+from .. import atomicfile, httpclient, identity, wire
 from ..errors import ConfigError, SourceUnavailable
 from ..model import Verdict
 from .base import MAX_DOCUMENT_BYTES, Key, Reporter, Source, SourcePlugin
@@ -118,6 +113,8 @@ def _retry_after(headers) -> Optional[float]:
         return None
     if value.strip().isdigit():
         return float(value)
+    import email.utils  # only for the rare date form
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -138,43 +135,33 @@ class Response:
 class ApiClient:
     """HTTP to sharedfs-api with the instance token; TLS verified (with a CA bundle if given).
 
-    The standard library's urllib rather than requests: the agent lives in every guest, and
-    requests with urllib3 adds some 15 MB of resident memory for what urllib does here too —
-    verified TLS, proxies from the environment, timeouts.
+    The standard library's http.client rather than requests: the agent lives in every guest, and
+    requests with urllib3 adds some 15 MB of resident memory for what http.client does here too —
+    verified TLS, proxies from the environment, timeouts. TLS (ssl) is loaded only for https.
     """
 
     def __init__(self, url: str, token: str, ca_bundle: Optional[str] = None) -> None:
         self.url = url.rstrip("/")
         self.token = token
-        try:
-            context = ssl.create_default_context(cafile=ca_bundle or None)
-        except (ssl.SSLError, OSError) as e:
+        try:  # ssl.SSLError is an OSError: a bundle that is missing or not PEM is a person's to fix
+            self.context = httpclient.tls_context(ca_bundle) if self.url.startswith("https:") else None
+        except OSError as e:
             raise ConfigError(f"[api] ca_bundle {ca_bundle}: {getattr(e, 'reason', None) or e}") from None
-        self.opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
 
     def request(self, method: str, path: str, read_timeout: float = 15.0, json_body=None,
                 headers: Optional[dict] = None, max_bytes: int = MAX_DOCUMENT_BYTES) -> Response:  # fmt: skip
         """One exchange; any HTTP status is a Response, only a failed exchange raises."""
         data = None if json_body is None else json.dumps(json_body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers={
-            "X-Auth-Token": self.token, "Accept": "application/json", "User-Agent": "sharedfs-agent",
-            **({"Content-Type": "application/json"} if data is not None else {}), **(headers or {})})  # fmt: skip
+        sent = {"X-Auth-Token": self.token, "Accept": "application/json", "User-Agent": "sharedfs-agent",
+                **({"Content-Type": "application/json"} if data is not None else {}), **(headers or {})}  # fmt: skip
         try:
-            try:
-                answer = self.opener.open(request, timeout=read_timeout)
-            except urllib.error.HTTPError as e:
-                answer = e  # a 4xx/5xx (and 304) is an answer, with headers and a body
-            with answer:
-                body = answer.read(max_bytes + 1)
-                expected = answer.headers.get("Content-Length", "")
-                if expected.isdigit() and int(expected) != len(body) and len(body) <= max_bytes:
-                    raise http.client.IncompleteRead(body, int(expected) - len(body))
-                return Response(answer.status if hasattr(answer, "status") else answer.code, answer.headers, body)
-        except http.client.IncompleteRead as e:
-            raise SourceUnavailable(f"{method} {self.url}{path}: truncated answer ({len(e.partial)} bytes)") from None
-        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
-            reason = getattr(e, "reason", e)
-            raise SourceUnavailable(f"{method} {self.url}{path}: {type(e).__name__}: {reason}") from None
+            status, answer_headers, body = httpclient.exchange(self.url + path, method, data, sent, read_timeout,
+                                                               max_bytes, self.context)  # fmt: skip
+        except httpclient.Truncated as e:
+            raise SourceUnavailable(f"{method} {self.url}{path}: truncated answer ({e.received} bytes)") from None
+        except (httpclient.BadAnswer, OSError, ValueError) as e:
+            raise SourceUnavailable(f"{method} {self.url}{path}: {type(e).__name__}: {e}") from None
+        return Response(status, answer_headers, body)
 
 
 class ApiSource(Source):

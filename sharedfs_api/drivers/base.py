@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import AbstractSet, Mapping
+from typing import AbstractSet, Mapping, Optional, Set
 
 __all__ = ["Driver", "FsSpec"]
 
@@ -47,3 +47,8 @@ class Driver:
         (as Manila's update_access works from the full rule list), so a lost or failed call is
         repaired by the next one. An empty set means nobody; the same set twice is harmless."""
         raise NotImplementedError
+
+    def inventory(self) -> Optional[Set[str]]:
+        """The names of the filesystems this backend holds that it made (for the reconcile:
+        one with no row is removed). None: this driver cannot tell, and nothing is removed."""
+        return None

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import random
 import time
 from typing import Optional
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import Principal
@@ -18,6 +18,19 @@ from ..schemas import StateIn
 from ..services import InstanceService
 
 __all__ = ["make_router"]
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client has gone (a GET's body is empty, so the next message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _shutting_down() -> Response:
+    """The server is stopping: the agent keeps what it has and comes back after Retry-After
+    (spread over a few seconds so a fleet does not return in one instant)."""
+    return JSONResponse({"error": {"code": 503, "message": "the server is restarting; try again shortly"}},
+                        status_code=503, headers={"Retry-After": str(random.randint(1, 3)), "Connection": "close"})  # fmt: skip
 
 
 def make_router(max_wait: int) -> APIRouter:
@@ -44,17 +57,30 @@ def make_router(max_wait: int) -> APIRouter:
         last_seen(request).saw(instance_id)  # in memory; written once a minute (services/last_seen.py)
         view, changes = agent_view(request), hub(request)
         deadline = time.monotonic() + min(wait, max_wait)
-        while True:
-            event = changes.event  # taken before the snapshot: a change after this wakes us
-            snap = await view.snapshot()
-            if snap.instances.get(instance_id) != tenant:
-                raise NotFound(f"instance {instance_id!r} is not registered in project {tenant!r}")
-            body, etag = view.document(snap, instance_id)
-            remaining = deadline - time.monotonic()
-            if if_none_match != etag or remaining <= 0:
-                break
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(event.wait(), remaining)
+        gone: Optional[asyncio.Future] = None  # a client that leaves frees its handler at once
+        try:
+            while True:
+                event = changes.event  # taken before the snapshot: a change after this wakes us
+                snap = await view.snapshot()
+                if snap.instances.get(instance_id) != tenant:
+                    raise NotFound(f"instance {instance_id!r} is not registered in project {tenant!r}")
+                body, etag = view.document(snap, instance_id)
+                remaining = deadline - time.monotonic()
+                if if_none_match != etag or remaining <= 0:
+                    break
+                if changes.closing:
+                    return _shutting_down()
+                gone = gone or asyncio.ensure_future(_disconnected(request))
+                changed = asyncio.ensure_future(event.wait())
+                try:
+                    await asyncio.wait((changed, gone), timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    changed.cancel()
+                if gone.done():
+                    return _shutting_down()  # nobody reads it: uvicorn drops what is sent to a closed connection
+        finally:
+            if gone is not None:
+                gone.cancel()
         headers = {"ETag": etag, "Cache-Control": "no-store"}
         if if_none_match == etag:
             return Response(status_code=304, headers=headers)

@@ -21,7 +21,7 @@ def list_filesystems(tenant: str = TENANT, who: Principal = Depends(principal),
     return {"fs_entries": service.list_fs(who, tenant)}
 
 
-@router.put("/{name}", status_code=201, summary="create a filesystem")
+@router.put("/{name}", status_code=202, summary="create a filesystem (202 creating; 201 for a static export)")
 def put_filesystem(tenant: str = TENANT, name: str = NAME, body: FsEntryBody = Body(...),
                    who: Principal = Depends(principal), service: FilesystemService = Depends(filesystems)):  # fmt: skip
     code, entry = service.put_fs(who, tenant, name, body.fs_entry)
@@ -37,8 +37,7 @@ def get_filesystem(tenant: str = TENANT, name: str = NAME, who: Principal = Depe
 @router.delete("/{name}", status_code=202, summary="delete a filesystem")
 def delete_filesystem(tenant: str = TENANT, name: str = NAME, who: Principal = Depends(principal),
                       service: FilesystemService = Depends(filesystems)):  # fmt: skip
-    service.delete_fs(who, tenant, name)
-    return Response(status_code=202)
+    return JSONResponse({"fs_entry": service.delete_fs(who, tenant, name)}, status_code=202)
 
 
 @router.get("/{name}/instances", summary="instances and their mount state")

@@ -12,8 +12,11 @@ from .access import Access
 from .filesystems import FilesystemService
 from .instances import InstanceService
 from .last_seen import FLUSH_INTERVAL, LastSeen
+from .tx import Locks
+from .worker import ReconcileReport, Worker
 
-__all__ = ["Services", "make_services", "Access", "FilesystemService", "InstanceService", "LastSeen", "FLUSH_INTERVAL"]
+__all__ = ["Services", "make_services", "Access", "FilesystemService", "InstanceService", "Worker",
+           "ReconcileReport", "LastSeen", "FLUSH_INTERVAL"]  # fmt: skip
 
 
 @dataclass
@@ -21,13 +24,19 @@ class Services:
     filesystems: FilesystemService
     instances: InstanceService
     access: Access
+    worker: Worker
 
 
-def make_services(sessions: sessionmaker, backends: Backends, changed: Callable[[], None]) -> Services:
-    """`changed` is called after every commit that alters what an agent sees (wakes long-polls)."""
-    access = Access(backends)
+def make_services(sessions: sessionmaker, backends: Backends, changed: Callable[[], None],
+                  reconcile_every: float = 300.0) -> Services:  # fmt: skip
+    """`changed` is called after every commit that alters what an agent sees (wakes long-polls).
+    The worker is not started here: the server starts it (create_app), the CLI drains it."""
+    locks = Locks(sessions)
+    access = Access(backends, sessions, locks)
+    worker = Worker(sessions, backends, access, locks, changed, reconcile_every)
     return Services(
-        filesystems=FilesystemService(sessions, backends, access, changed),
+        filesystems=FilesystemService(sessions, backends, access, changed, worker.kick),
         instances=InstanceService(sessions, access, changed),
         access=access,
+        worker=worker,
     )

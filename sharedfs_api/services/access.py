@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import Iterable, List, Set
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Set
 
 from sqlalchemy import delete, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from .. import db
 from ..backends import Backends
-from ..drivers import FsSpec
+from ..drivers import Driver, FsSpec
 from ..errors import DriverError
+from .tx import Locks, is_postgres, lock_access, run
 
 __all__ = ["Access", "spec"]
 
@@ -24,13 +26,28 @@ def spec(fs: db.Filesystem) -> FsSpec:
     return FsSpec(fs.name, fs.project, fs.size_bytes, fs.export)
 
 
+@dataclass
+class _Plan:
+    spec: FsSpec
+    driver: Driver
+    wanted: Set[str]
+    granted: Set[str]
+
+
 class Access:
     """The wanted set of a filesystem is the addresses of its members; `grants` records the set its
     driver last accepted, so a driver is called only when the wanted set differs from it, and a
-    failed call (grants unchanged) is retried by the next change."""
+    failed call (grants unchanged) is retried by the next change or the reconcile.
 
-    def __init__(self, backends: Backends) -> None:
+    sync() runs after the change that alters membership has committed, and one filesystem's
+    syncs are serialised (a lock per filesystem in the process, and on PostgreSQL an advisory
+    lock held while the driver is called), so the last sync reads the newest membership and the
+    driver never ends with an older set than the rows want."""
+
+    def __init__(self, backends: Backends, sessions: sessionmaker, locks: Locks) -> None:
         self.backends = backends
+        self.sessions = sessions
+        self.locks = locks
 
     @staticmethod
     def members(session: Session, fs: db.Filesystem) -> List[db.Instance]:
@@ -42,7 +59,7 @@ class Access:
         return list(
             session.scalars(
                 select(db.Instance).join(db.Connection, db.Connection.instance_id == db.Instance.id)
-                .where(db.Connection.filesystem_id == fs.id)
+                .where(db.Connection.filesystem_id == fs.id, db.Instance.project == fs.project)
             )
         )  # fmt: skip
 
@@ -53,35 +70,73 @@ class Access:
         return list(session.scalars(select(db.Filesystem).where(or_(
             db.Filesystem.scope == "global",
             (db.Filesystem.scope == "project") & (db.Filesystem.project == project),
-            db.Filesystem.id.in_(connected),
+            (db.Filesystem.project == project) & db.Filesystem.id.in_(connected),
         ))))  # fmt: skip
 
-    def sync(self, session: Session, fs: db.Filesystem) -> None:
-        """Make the driver's access list equal to the addresses of the instances that should reach fs.
-        A driver failure stays in status_detail (the filesystem stays available to those it had)."""
-        if fs.status != "available":
-            return
+    @classmethod
+    def wanted(cls, session: Session, fs: db.Filesystem) -> Set[str]:
+        return {a for inst in cls.members(session, fs) for a in inst.addresses}
+
+    def _plan(self, session: Session, fs_id: int) -> Optional[_Plan]:
+        fs = session.get(db.Filesystem, fs_id)
+        if fs is None or fs.status != "available":
+            return None
         driver = self.backends.get(fs.driver)
         if driver is None:
             log.warning("filesystem %s/%s: backend %r is not configured here; its access list was not updated",
                         fs.project, fs.name, fs.driver)  # fmt: skip
-            return
-        wanted: Set[str] = {a for inst in self.members(session, fs) for a in inst.addresses}
+            return None
         granted = set(session.scalars(select(db.Grant.address).where(db.Grant.filesystem_id == fs.id)))
-        if wanted != granted:
-            try:
-                driver.set_access(spec(fs), frozenset(wanted))
-            except DriverError as e:
-                log.error("access for %s/%s: %s", fs.project, fs.name, e)
-                fs.status_detail = f"{ACCESS_FAILED}: {e}"
-                session.commit()
-                return
-        session.execute(delete(db.Grant).where(db.Grant.filesystem_id == fs.id))
-        session.add_all(db.Grant(filesystem_id=fs.id, address=a) for a in sorted(wanted))
+        return _Plan(spec(fs), driver, self.wanted(session, fs), granted)
+
+    @staticmethod
+    def _apply(plan: _Plan, force: bool) -> Optional[str]:
+        """Call the driver when needed; the error message when it failed."""
+        if plan.wanted == plan.granted and not force:
+            return None
+        try:
+            plan.driver.set_access(plan.spec, frozenset(plan.wanted))
+        except DriverError as e:
+            log.error("access for %s/%s: %s", plan.spec.project, plan.spec.name, e)
+            return str(e)
+        return None
+
+    @staticmethod
+    def _record(session: Session, fs_id: int, plan: _Plan, error: Optional[str]) -> None:
+        fs = session.get(db.Filesystem, fs_id)
+        if fs is None or fs.status != "available":
+            return  # deleted meanwhile: its grants went with it
+        if error is not None:
+            fs.status_detail = f"{ACCESS_FAILED}: {error}"
+            return
+        if plan.wanted != plan.granted:
+            session.execute(delete(db.Grant).where(db.Grant.filesystem_id == fs_id))
+            session.add_all(db.Grant(filesystem_id=fs_id, address=a) for a in sorted(plan.wanted))
         if fs.status_detail.startswith(ACCESS_FAILED):
             fs.status_detail = ""
-        session.commit()
 
-    def sync_all(self, session: Session, filesystems: Iterable[db.Filesystem]) -> None:
-        for fs in filesystems:
-            self.sync(session, fs)
+    def sync(self, fs_id: int, force: bool = False) -> None:
+        """Make the driver's access list equal to the addresses of the instances that should reach
+        the filesystem (`force`: tell the driver even when grants say it has them, for the
+        reconcile). A driver failure stays in status_detail; those it had keep it."""
+        with self.locks.access(fs_id):
+            if is_postgres(self.sessions):
+
+                def locked(session: Session) -> None:
+                    lock_access(session, fs_id)
+                    plan = self._plan(session, fs_id)
+                    if plan is not None:
+                        self._record(session, fs_id, plan, self._apply(plan, force))
+
+                run(self.sessions, locked)
+                return
+            # SQLite: one process, so the lock above serialises; the write lock is not held
+            # while the driver works, or every other write would wait for it.
+            plan = run(self.sessions, lambda session: self._plan(session, fs_id), write=False)
+            if plan is not None:
+                error = self._apply(plan, force)
+                run(self.sessions, lambda session: self._record(session, fs_id, plan, error))
+
+    def sync_all(self, fs_ids: Iterable[int]) -> None:
+        for fs_id in fs_ids:
+            self.sync(fs_id)

@@ -6,18 +6,19 @@ import json
 import logging
 from typing import Callable, List, Optional, Tuple
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import db
 from ..auth import Principal
 from ..backends import STATIC, Backends
 from ..drivers import Driver, FsSpec
-from ..errors import BadRequest, Conflict, DriverError, Forbidden, NotFound
+from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..representations import fs_entry, fs_instance_entry
 from ..schemas import FsEntryIn, check_name, parse_size
-from .access import Access, spec
+from .access import Access
 from .lookup import find_fs, find_instance
+from .tx import lock_name, run
 
 __all__ = ["FilesystemService"]
 
@@ -27,11 +28,13 @@ log = logging.getLogger(__name__)
 class FilesystemService:
     """Every change commits, then calls `changed()` so long-polls (here and in other processes) wake."""
 
-    def __init__(self, sessions: sessionmaker, backends: Backends, access: Access, changed: Callable[[], None]) -> None:
+    def __init__(self, sessions: sessionmaker, backends: Backends, access: Access, changed: Callable[[], None],
+                 kick: Callable[[], None]) -> None:  # fmt: skip
         self.sessions = sessions
         self.backends = backends
         self.access = access
         self.changed = changed
+        self.kick = kick  # wakes the worker: a create or delete is waiting
 
     def list_fs(self, principal: Principal, tenant: str) -> List[dict]:
         principal.require_manager(tenant)
@@ -59,7 +62,9 @@ class FilesystemService:
         return backend, driver, fs_type
 
     def put_fs(self, principal: Principal, tenant: str, name: str, entry: FsEntryIn) -> Tuple[int, dict]:
-        """201 with the new entry, 200 when an identical one exists, 409 when a different one does."""
+        """202 with status `creating` when a backend makes it (the worker does; the row says so
+        meanwhile), 201 for a static export (nothing to make), 200 when an identical one exists
+        (202 while it is still being made), 409 when a different one exists or it is being deleted."""
         principal.require_manager(tenant)
         check_name("tenant", tenant)
         if entry.name is not None and entry.name != name:
@@ -74,34 +79,34 @@ class FilesystemService:
             "mount_point": entry.mount_point or f"/mnt/{name}",
             "mount_options_json": json.dumps(entry.mount_options),
         }  # fmt: skip
-        with self.sessions() as session:
+        size_bytes = parse_size(entry.size)
+        static_export = driver.create(FsSpec(name, tenant, size_bytes, entry.export)) if backend == STATIC else ""
+
+        def insert(session: Session) -> Tuple[int, dict, Optional[int]]:
+            lock_name(session, name)  # one name's PUTs in turn, in every project and process
             existing = self._same_name(session, tenant, name, entry, wanted)
             if existing is not None:
-                return 200, fs_entry(existing)
-            fs = db.Filesystem(project=tenant, name=name, size_bytes=parse_size(entry.size), driver=backend,
-                               status="creating", export="", status_detail="", **wanted)  # fmt: skip
+                return (202 if existing.status == "creating" else 200), fs_entry(existing), None
+            fs = db.Filesystem(project=tenant, name=name, size_bytes=size_bytes, driver=backend, attempts=0,
+                               status="available" if backend == STATIC else "creating",
+                               export=static_export, status_detail="", **wanted)  # fmt: skip
             session.add(fs)
-            session.commit()
-        # The driver runs outside any transaction: it may take seconds. The row says "creating"
-        # meanwhile and never claims an export the driver has not made.
-        try:
-            export = driver.create(FsSpec(name, tenant, fs.size_bytes, entry.export or ""))
-            status, detail = "available", ""
-        except DriverError as e:
-            export, status, detail = "", "error", str(e)
-            log.error("create %s/%s: %s", tenant, name, e)
-        with self.sessions() as session:
-            fs = session.get(db.Filesystem, fs.id)
-            fs.export, fs.status, fs.status_detail = export, status, detail
-            session.commit()
-            self.access.sync(session, fs)
-            result = fs_entry(fs)
-        self.changed()
-        return 201, result
+            session.flush()
+            return (201 if backend == STATIC else 202), fs_entry(fs), fs.id
+
+        code, result, fs_id = run(self.sessions, insert)
+        if fs_id is not None:
+            if backend == STATIC:
+                self.access.sync(fs_id)
+            else:
+                self.kick()  # the worker makes it; the row never claims an export before then
+            self.changed()
+        return code, result
 
     @staticmethod
     def _same_name(session: Session, tenant: str, name: str, entry: FsEntryIn, wanted: dict) -> Optional[db.Filesystem]:
-        """The identical filesystem if it exists already; Conflict if one with this name differs."""
+        """The identical filesystem if it exists already; Conflict if one with this name differs
+        or is being deleted (an identical PUT must not answer for a filesystem about to vanish)."""
         same_name = session.scalars(
             select(db.Filesystem).where(
                 db.Filesystem.name == name,
@@ -115,36 +120,36 @@ class FilesystemService:
                 and all(getattr(existing, k) == v for k, v in wanted.items())
                 and (entry.export is None or entry.export == existing.export)
             )
+            if same and existing.status == "deleting":
+                raise Conflict(f"filesystem {name!r} is being deleted; create it again once it is gone")
             if same:
                 return existing
-            where = "in this project" if mine else f"as a global filesystem of project {existing.project!r}"
+            where = ("in this project" if mine else f"as a global filesystem of project {existing.project!r}"
+                     if existing.scope == "global" else f"in project {existing.project!r}")  # fmt: skip
             raise Conflict(f"filesystem {name!r} already exists {where} with other settings")
         return None
 
-    def delete_fs(self, principal: Principal, tenant: str, name: str) -> None:
+    def delete_fs(self, principal: Principal, tenant: str, name: str) -> dict:
+        """202 with status `deleting`: it leaves every view at once and the worker has the driver
+        destroy it (a static registration, with nothing to destroy, is gone at once)."""
         principal.require_manager(tenant)
-        with self.sessions() as session:
+
+        def mark(session: Session) -> Tuple[dict, bool]:
             fs = find_fs(session, tenant, name)
             if fs.project != tenant or (fs.scope == "global" and not principal.admin):
                 raise Forbidden(f"filesystem {name!r} is global; only an admin token may delete it")
-            fs.status = "deleting"
-            session.commit()
-            driver = self.backends.get(fs.driver)
+            fs.status, fs.status_detail = "deleting", ""
+            entry = fs_entry(fs)
+            if fs.driver == STATIC:
+                session.delete(fs)
+                return entry, False
+            return entry, True
+
+        entry, queued = run(self.sessions, mark)
         self.changed()  # instances stop seeing it (and unmount) while the driver works
-        try:
-            if driver is not None:
-                driver.delete(spec(fs))
-        except DriverError as e:
-            with self.sessions() as session:
-                row = session.get(db.Filesystem, fs.id)
-                row.status, row.status_detail = "error", f"delete failed: {e}"
-                session.commit()
-            self.changed()
-            raise Conflict(f"filesystem {name!r} could not be deleted: {e}") from None
-        with self.sessions() as session:
-            session.execute(delete(db.Filesystem).where(db.Filesystem.id == fs.id))
-            session.commit()
-        self.changed()
+        if queued:
+            self.kick()
+        return entry
 
     def fs_instances(self, principal: Principal, tenant: str, name: str) -> List[dict]:
         """The instances the filesystem belongs on (connected: true), and those that still
@@ -163,25 +168,35 @@ class FilesystemService:
 
     def connect(self, principal: Principal, tenant: str, name: str, instance_id: str) -> Tuple[int, dict]:
         principal.require_manager(tenant)
-        with self.sessions() as session:
+
+        def link(session: Session) -> Tuple[int, int]:
             fs = find_fs(session, tenant, name)
             find_instance(session, tenant, instance_id, f" (PUT /v1.1/{tenant}/os-instances/{instance_id} first)")
             if session.get(db.Connection, (fs.id, instance_id)) is not None:
-                return 200, {"id": instance_id}
+                return 200, fs.id
             session.add(db.Connection(filesystem_id=fs.id, instance_id=instance_id))
-            session.commit()
-            self.access.sync(session, fs)
-        self.changed()
-        return 201, {"id": instance_id}
+            return 201, fs.id
+
+        code, fs_id = run(self.sessions, link)
+        self.access.sync(fs_id)
+        if code == 201:
+            self.changed()
+        return code, {"id": instance_id}
 
     def disconnect(self, principal: Principal, tenant: str, name: str, instance_id: str) -> None:
+        """Only an instance of the tenant's own project: a global filesystem's other connections
+        are not this project's to undo (404, as for an instance that does not exist)."""
         principal.require_manager(tenant)
-        with self.sessions() as session:
+
+        def unlink(session: Session) -> int:
             fs = find_fs(session, tenant, name)
+            find_instance(session, tenant, instance_id)
             link = session.get(db.Connection, (fs.id, instance_id))
             if link is None:
                 raise NotFound(f"instance {instance_id!r} is not connected to {name!r}")
             session.delete(link)
-            session.commit()
-            self.access.sync(session, fs)
+            return fs.id
+
+        fs_id = run(self.sessions, unlink)
+        self.access.sync(fs_id)
         self.changed()

@@ -6,15 +6,16 @@ import json
 from typing import Callable, List, Sequence, Tuple
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from .. import db
 from ..auth import Principal, store_token
-from ..errors import ApiError, Conflict, Forbidden
+from ..errors import ApiError, Conflict, NotFound
 from ..representations import instance_entry
 from ..schemas import InstanceIn, StateIn, check_name
 from .access import Access
 from .lookup import find_fs, find_instance
+from .tx import run
 
 __all__ = ["InstanceService"]
 
@@ -30,30 +31,42 @@ class InstanceService:
         self.changed = changed
 
     def put_instance(self, principal: Principal, tenant: str, instance_id: str, body: InstanceIn) -> Tuple[int, dict]:
-        """201 registered, 200 updated or unchanged; every filesystem it reaches gets its new access set."""
+        """201 registered, 200 updated or unchanged; every filesystem it reaches gets its new access set.
+        An id registered (or once registered) in another project, or a deregistered id asked for by
+        its own old token, is 409 "not available" alike: a project learns nothing of others' ids."""
         principal.require_instance(tenant, instance_id)
         check_name("tenant", tenant)
         check_name("instance id", instance_id)
         addresses = json.dumps(body.addresses)
-        with self.sessions() as session:
+
+        def register(session: Session) -> Tuple[int, dict, List[int]]:
             if session.get(db.DeletedInstance, instance_id) is not None:
                 raise Conflict(f"instance {instance_id!r} was deleted in the cloud; instance ids are not reused")
             instance = session.get(db.Instance, instance_id)
-            if instance is not None and instance.project != tenant:
-                if principal.admin or principal.project == instance.project:
-                    raise Conflict(f"instance {instance_id!r} is registered in project {instance.project!r}")
-                raise Forbidden(f"instance {instance_id!r} belongs to another project")
+            retired = session.get(db.RetiredInstance, instance_id)
+            owner = instance.project if instance is not None else retired.project if retired is not None else None
+            if owner is not None and owner != tenant:
+                if principal.admin:
+                    raise Conflict(f"instance {instance_id!r} is registered in project {owner!r}")
+                raise Conflict(f"instance id {instance_id!r} is not available")
+            if instance is None and retired is not None and principal.role == "instance":
+                raise Conflict(f"instance id {instance_id!r} is not available")
             if instance is not None and instance.addresses_json == addresses:
-                return 200, instance_entry(instance)
+                return 200, instance_entry(instance), []
             code = 200 if instance is not None else 201
             if instance is None:
+                if retired is not None:
+                    session.delete(retired)  # its project (or an admin) registers it again
                 instance = db.Instance(id=instance_id, project=tenant, addresses_json=addresses)
                 session.add(instance)
             instance.addresses_json = addresses
-            session.commit()
-            self.access.sync_all(session, self.access.reached(session, instance.id, instance.project))
-            entry = instance_entry(instance)
-        self.changed()
+            session.flush()
+            return code, instance_entry(instance), [fs.id for fs in Access.reached(session, instance_id, tenant)]
+
+        code, entry, reached = run(self.sessions, register)
+        self.access.sync_all(reached)
+        if reached or code == 201:
+            self.changed()
         return code, entry
 
     def list_instances(self, principal: Principal, tenant: str) -> List[dict]:
@@ -70,25 +83,39 @@ class InstanceService:
 
     def delete_instance(self, principal: Principal, tenant: str, instance_id: str) -> None:
         principal.require_manager(tenant)
-        with self.sessions() as session:
+
+        def deregister(session: Session) -> List[int]:
             instance = find_instance(session, tenant, instance_id)
-            reached = self.access.reached(session, instance_id, tenant)
+            reached = [fs.id for fs in Access.reached(session, instance_id, tenant)]
             session.delete(instance)
-            session.commit()
-            self.access.sync_all(session, reached)
+            if session.get(db.RetiredInstance, instance_id) is None:
+                session.add(db.RetiredInstance(id=instance_id, project=tenant))
+            return reached
+
+        self.access.sync_all(run(self.sessions, deregister))
         self.changed()
 
     def report_state(self, principal: Principal, tenant: str, instance_id: str, name: str, body: StateIn) -> None:
+        """Only for a filesystem the instance reaches, or reported while it did (to say it let go);
+        any other name is 404 as for one that does not exist, so no name leaks."""
         principal.require_instance(tenant, instance_id)
-        with self.sessions() as session:
+
+        def record(session: Session) -> None:
             find_instance(session, tenant, instance_id)
-            fs = find_fs(session, tenant, name)
+            missing = NotFound(f"filesystem {name!r} not found in project {tenant!r}")
+            try:
+                fs = find_fs(session, tenant, name)
+            except NotFound:
+                raise missing from None
             row = session.get(db.MountState, (fs.id, instance_id))
             if row is None:
+                if fs.id not in {f.id for f in Access.reached(session, instance_id, tenant)}:
+                    raise missing
                 row = db.MountState(filesystem_id=fs.id, instance_id=instance_id, state=body.state)
                 session.add(row)
             row.state, row.detail, row.updated_at = body.state, body.detail, db.now()
-            session.commit()
+
+        run(self.sessions, record)
 
     # -- the cloud's instance lifecycle (nova_listener.InstanceLifecycle) -------------------------
 
@@ -108,17 +135,19 @@ class InstanceService:
     def deregister(self, instance_id: str) -> None:
         """The cloud deleted the instance: its registration and tokens go, its addresses leave every
         access list, and the id is remembered so nothing registers it again."""
-        with self.sessions() as session:
+
+        def forget(session: Session) -> List[int]:
             if session.get(db.DeletedInstance, instance_id) is None:
                 session.add(db.DeletedInstance(id=instance_id))
             session.execute(delete(db.Token).where(db.Token.instance_id == instance_id))
             instance = session.get(db.Instance, instance_id)
-            reached = []
-            if instance is not None:
-                reached = self.access.reached(session, instance_id, instance.project)
-                session.delete(instance)
-            session.commit()
-            self.access.sync_all(session, reached)
+            if instance is None:
+                return []
+            reached = [fs.id for fs in Access.reached(session, instance_id, instance.project)]
+            session.delete(instance)
+            return reached
+
+        self.access.sync_all(run(self.sessions, forget))
         self.changed()
 
     def enroll(self, project: str, instance_id: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -25,6 +26,20 @@ def setup(glusterd, workdir):
         ns.close()
 
 
+def settled(server, token, tenant, name, timeout=120.0):
+    """The entry once the worker is done with it (not creating or deleting), None once it is gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = server.call("GET", f"/v1.1/{tenant}/os-filesystem/{name}", token)
+        if answer.status_code == 404:
+            return None
+        entry = answer.json()["fs_entry"]
+        if entry["status"] not in ("creating", "deleting"):
+            return entry
+        time.sleep(0.2)
+    raise AssertionError(f"{tenant}/{name} still {entry['status']} after {timeout} s")
+
+
 def auth_allow(glusterd, volume):
     out = glusterd.gluster("volume", "get", volume, "auth.allow").stdout
     return out.split("auth.allow", 1)[1].split()[0]
@@ -35,8 +50,8 @@ def test_volume_with_quota_and_access_following_connections(setup, workdir):
     put = server.call("PUT", "/v1.1/p1/os-instances/vm1", admin, json={"instance": {"addresses": [ns.address]}})
     assert put.status_code == 201
     created = server.call("PUT", "/v1.1/p1/os-filesystem/drv1", admin, json={"fs_entry": {"size": "1Gb"}})
-    assert created.status_code == 201, created.text
-    entry = created.json()["fs_entry"]
+    assert (created.status_code, created.json()["fs_entry"]["status"]) == (202, "creating"), created.text
+    entry = settled(server, admin, "p1", "drv1")
     assert (entry["status"], entry["export"], entry["fs_type"]) == ("available", f"{glusterd.host}:/drv1", "glusterfs")
     info = glusterd.gluster("volume", "info", "drv1").stdout
     assert "Status: Started" in info and "features.quota: on" in info
@@ -60,6 +75,7 @@ def test_volume_with_quota_and_access_following_connections(setup, workdir):
     assert not refused_again, output
 
     assert server.call("DELETE", "/v1.1/p1/os-filesystem/drv1", admin).status_code == 202
+    assert settled(server, admin, "p1", "drv1") is None
     assert "drv1" not in glusterd.gluster("volume", "list").stdout.split()
     assert not (workdir / "driver-bricks" / "drv1").exists()
 
@@ -67,7 +83,8 @@ def test_volume_with_quota_and_access_following_connections(setup, workdir):
 def test_project_scope_follows_membership(setup):
     server, admin, ns, glusterd = setup
     assert server.call("PUT", "/v1.1/p2/os-filesystem/drv2", admin,
-                       json={"fs_entry": {"size": "512Mb", "scope": "project"}}).status_code == 201  # fmt: skip
+                       json={"fs_entry": {"size": "512Mb", "scope": "project"}}).status_code == 202  # fmt: skip
+    assert settled(server, admin, "p2", "drv2")["status"] == "available"
     assert auth_allow(glusterd, "drv2") == "0.0.0.0"
     server.call("PUT", "/v1.1/p2/os-instances/late", admin, json={"instance": {"addresses": ["10.213.78.2"]}})
     assert auth_allow(glusterd, "drv2") == "10.213.78.2"
@@ -76,16 +93,44 @@ def test_project_scope_follows_membership(setup):
     server.call("DELETE", "/v1.1/p2/os-instances/late", admin)
     assert auth_allow(glusterd, "drv2") == "10.213.78.3"
     assert server.call("DELETE", "/v1.1/p2/os-filesystem/drv2", admin).status_code == 202
+    assert settled(server, admin, "p2", "drv2") is None
 
 
 def test_driver_failure_leaves_an_error_row_and_no_volume(setup, workdir):
     server, admin, ns, glusterd = setup
     (workdir / "driver-bricks" / "taken").mkdir(parents=True)
     created = server.call("PUT", "/v1.1/p1/os-filesystem/taken", admin, json={"fs_entry": {"size": "1Gb"}})
-    assert created.status_code == 201
-    entry = created.json()["fs_entry"]
+    assert created.status_code == 202
+    entry = settled(server, admin, "p1", "taken")
     assert entry["status"] == "error" and "already exists" in entry["status_detail"] and entry["export"] == ""
     assert "taken" not in glusterd.gluster("volume", "list").stdout.split()
     view = server.call("GET", "/v1.1/p1/os-filesystem/taken", admin).json()["fs_entry"]
     assert view["status"] == "error"
     assert server.call("DELETE", "/v1.1/p1/os-filesystem/taken", admin).status_code == 202
+
+
+def test_an_access_list_too_long_is_refused_for_that_filesystem_only(setup, workdir):
+    """170 instances x 16 addresses with no two in one block: too long for auth.allow. That one
+    filesystem says so and keeps its list; another project's filesystem keeps working."""
+    server, admin, ns, glusterd = setup
+    for n in range(170):
+        addresses = [f"10.{201 + (n * 16 + k) // 250}.{(n * 16 + k) % 250}.{199 + k % 2 * 20}" for k in range(16)]
+        assert server.call("PUT", f"/v1.1/wide/os-instances/w{n}", admin,
+                           json={"instance": {"addresses": addresses}}).status_code == 201  # fmt: skip
+    wide = server.call("PUT", "/v1.1/wide/os-filesystem/widefs", admin,
+                       json={"fs_entry": {"size": "512Mb", "scope": "project"}}).json()["fs_entry"]  # fmt: skip
+    assert wide["status"] == "available"
+    shown = server.call("GET", "/v1.1/wide/os-filesystem/widefs", admin).json()["fs_entry"]
+    assert "access list too long" in shown["status_detail"], shown
+    assert auth_allow(glusterd, "widefs") == "0.0.0.0"  # it keeps what it had: nobody
+    # Another project's filesystem is not affected.
+    narrow = server.call("PUT", "/v1.1/p1/os-filesystem/narrowfs", admin, json={"fs_entry": {"size": "512Mb"}})
+    server.call("PUT", "/v1.1/p1/os-instances/vm1", admin, json={"instance": {"addresses": [ns.address]}})
+    assert server.call("PUT", "/v1.1/p1/os-filesystem/narrowfs/instances/vm1", admin).status_code == 201
+    assert auth_allow(glusterd, "narrowfs") == ns.address
+    allowed, output = mount_and_write(ns, narrow.json()["fs_entry"]["export"], str(workdir / "ns-narrow"), "ok")
+    assert allowed, output
+    for name, tenant in (("widefs", "wide"), ("narrowfs", "p1")):
+        assert server.call("DELETE", f"/v1.1/{tenant}/os-filesystem/{name}", admin).status_code == 202
+    for n in range(170):
+        server.call("DELETE", f"/v1.1/wide/os-instances/w{n}", admin)

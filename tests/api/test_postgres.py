@@ -84,3 +84,27 @@ def test_migrations_match_the_models_and_keep_data(postgres, tmp_path):
         server.start()
         assert server.call("GET", "/v1.1/p1/os-filesystem/keep", admin).json()["fs_entry"]["export"] == "gl1:/vol"
         server.stop()
+
+
+def test_long_or_hostile_inputs_get_4xx_not_500_on_postgresql(postgres, tmp_path):
+    """On PostgreSQL a size over 32 characters, an address over 64 or a NUL in a detail once gave 500."""
+    server = ApiServer(tmp_path / "inputs", db_url=postgres.create_database("inputs")).start()
+    try:
+        admin = server.token("admin")
+        long_size = server.call("PUT", "/v1.1/p1/os-filesystem/s1", admin,
+                                json={"fs_entry": {**GL, "size": "1Gb" + " " * 40}})  # fmt: skip
+        assert long_size.status_code == 400, long_size.text
+        long_address = server.call("PUT", "/v1.1/p1/os-instances/i1", admin,
+                                   json={"instance": {"addresses": ["1" * 70]}})  # fmt: skip
+        assert long_address.status_code == 400, long_address.text
+        assert server.call("GET", "/v1.1/p1/os-instances", admin).json()["instances"] == []  # nothing half-saved
+        assert server.call("PUT", "/v1.1/p1/os-instances/i1", admin, json={"instance": {"addresses": ["10.1.0.1"]}}).ok
+        assert server.call("PUT", "/v1.1/p1/os-filesystem/s1", admin,
+                           json={"fs_entry": {**GL, "scope": "project"}}).status_code == 201  # fmt: skip
+        token = server.token("instance", "p1", "i1")
+        nul = server.call("PUT", "/v1.1/p1/os-instances/i1/filesystems/s1/state", token,
+                          json={"state": "error", "detail": "bad\x00thing"})  # fmt: skip
+        assert nul.status_code == 200, nul.text
+        assert nul.json()["detail"] == "bad\\x00thing"
+    finally:
+        server.stop()

@@ -60,6 +60,9 @@ class FakeDriver(Driver):
         self._record("set_access", fs)
         self.access[fs.name] = frozenset(addresses)
 
+    def inventory(self):
+        return None  # a test that wants the reconcile to list replaces this
+
 
 class World:
     """Services on a fresh SQLite database, backends `fake` (fakefs) and `other` (otherfs)."""
@@ -82,8 +85,19 @@ class World:
         return self.services.instances.put_instance(who, tenant, instance, InstanceIn(addresses=list(addresses)))
 
     def create(self, tenant: str, name: str, who: Principal = ADMIN, **entry):
+        """The answer of the PUT; then the worker's pass, as the server's runs it soon after."""
         entry.setdefault("size", "1Gb")
-        return self.services.filesystems.put_fs(who, tenant, name, FsEntryIn(**entry))
+        answer = self.services.filesystems.put_fs(who, tenant, name, FsEntryIn(**entry))
+        self.drain()
+        return answer
+
+    def delete(self, tenant: str, name: str, who: Principal = ADMIN) -> dict:
+        entry = self.services.filesystems.delete_fs(who, tenant, name)
+        self.drain()
+        return entry
+
+    def drain(self) -> None:
+        self.services.worker.drain(timeout=10)
 
     def row(self, tenant: str, name: str) -> dict:
         return self.services.filesystems.get_fs(ADMIN, tenant, name)
@@ -128,7 +142,8 @@ def world(tmp_path, template, made) -> World:
 
 def test_an_entry_without_fs_type_goes_to_the_first_backend_and_starts_reachable_by_nobody(world):
     code, entry = world.create("p1", "data")
-    assert code == 201
+    assert (code, entry["status"], entry["export"]) == (202, "creating", "")  # the worker makes it
+    entry = world.row("p1", "data")
     assert (entry["status"], entry["fs_type"], entry["export"]) == ("available", "fakefs", "fake:/data")
     assert world.fake.calls == [("create", "data")]  # nobody wanted yet: no set_access needed
     assert world.fake.access == {"data": frozenset()}
@@ -137,7 +152,8 @@ def test_an_entry_without_fs_type_goes_to_the_first_backend_and_starts_reachable
 
 
 def test_fs_type_chooses_the_backend(world):
-    assert world.create("p1", "o1", fs_type="otherfs")[1]["export"] == "fake:/o1"
+    world.create("p1", "o1", fs_type="otherfs")
+    assert world.row("p1", "o1")["export"] == "fake:/o1"
     assert world.other.calls == [("create", "o1")] and world.fake.calls == []
     with pytest.raises(BadRequest, match="this server's backends make fakefs, otherfs"):
         world.create("p1", "n1", fs_type="nfs")
@@ -165,8 +181,8 @@ def test_a_server_without_backends_creates_nothing(tmp_path, template, made):
 
 def test_a_failed_create_leaves_an_error_row_without_export(world):
     world.fake.failing.add("create")
-    code, entry = world.create("p1", "bad", scope="project")
-    assert code == 201
+    assert world.create("p1", "bad", scope="project")[0] == 202
+    entry = world.row("p1", "bad")
     assert (entry["status"], entry["export"]) == ("error", "")
     assert "create refused by the fake" in entry["status_detail"]
     assert world.fake.calls == [("create", "bad")]  # no access granted to a filesystem in error
@@ -273,7 +289,7 @@ def test_the_view_follows_scopes_and_only_shows_available_filesystems(world):
 def test_delete_asks_the_driver_then_forgets_the_filesystem(world):
     world.create("p1", "gone", scope="project")
     changes = world.changes
-    world.services.filesystems.delete_fs(PROJ1, "p1", "gone")
+    assert world.delete("p1", "gone", PROJ1)["status"] == "deleting"
     assert world.fake.calls[-1] == ("delete", "gone")
     assert world.changes == changes + 2  # once it leaves the views, once it is gone
     with pytest.raises(NotFound):
@@ -284,12 +300,11 @@ def test_delete_asks_the_driver_then_forgets_the_filesystem(world):
 def test_a_failed_delete_leaves_an_error_row(world):
     world.create("p1", "stuck")
     world.fake.failing.add("delete")
-    with pytest.raises(Conflict, match="could not be deleted: delete refused by the fake"):
-        world.services.filesystems.delete_fs(ADMIN, "p1", "stuck")
+    assert world.delete("p1", "stuck")["status"] == "deleting"  # the worker's driver call fails
     entry = world.row("p1", "stuck")
     assert (entry["status"], entry["status_detail"]) == ("error", "delete failed: delete refused by the fake")
     world.fake.failing.clear()
-    world.services.filesystems.delete_fs(ADMIN, "p1", "stuck")  # deleting again works
+    world.delete("p1", "stuck")  # deleting again works
     with pytest.raises(NotFound):
         world.row("p1", "stuck")
 
@@ -297,10 +312,10 @@ def test_a_failed_delete_leaves_an_error_row(world):
 def test_a_global_filesystem_is_deleted_only_by_an_admin_of_its_project(world):
     world.create("p1", "g", scope="global")
     with pytest.raises(Forbidden):
-        world.services.filesystems.delete_fs(PROJ1, "p1", "g")
+        world.delete("p1", "g", PROJ1)
     with pytest.raises(Forbidden):
-        world.services.filesystems.delete_fs(ADMIN, "p2", "g")  # seen from another project
-    world.services.filesystems.delete_fs(ADMIN, "p1", "g")
+        world.delete("p2", "g")  # seen from another project
+    world.delete("p1", "g")
 
 
 # -- roles and instances ----------------------------------------------------------------------
@@ -314,8 +329,8 @@ def test_roles(world):
     with pytest.raises(Forbidden):
         world.register("p1", "i2", "10.0.0.9", who=INST1)  # another instance
     assert world.register("p1", "i1", "10.0.0.1", who=INST1)[0] == 200  # itself
-    with pytest.raises(Forbidden, match="another project"):
-        world.register("p1", "j1", who=PROJ1)
+    with pytest.raises(Conflict, match="instance id 'j1' is not available"):
+        world.register("p1", "j1", who=PROJ1)  # the same answer as for any id it may not have
     with pytest.raises(Conflict, match="registered in project 'p2'"):
         world.register("p1", "j1")
 
@@ -441,6 +456,82 @@ def test_glusterfs_set_access_writes_the_whole_set_and_nobody_for_none(tmp_path)
         "--mode=script volume set vol auth.allow 10.0.0.1,10.0.0.2",
         "--mode=script volume set vol auth.allow 0.0.0.0",  # an empty auth.allow would mean everyone
     ]
+
+
+# -- jobs, crashes, reconcile, races ----------------------------------------------------------
+
+
+def test_an_identical_put_while_deleting_is_refused_not_answered_for_a_vanishing_filesystem(world):
+    world.create("p1", "d")
+    world.services.filesystems.delete_fs(ADMIN, "p1", "d")  # accepted; the worker has not run
+    with pytest.raises(Conflict, match="is being deleted"):
+        world.services.filesystems.put_fs(ADMIN, "p1", "d", FsEntryIn(size="1Gb"))
+    world.drain()
+    assert world.create("p1", "d")[0] == 202  # once it is gone, made again
+
+
+def test_a_create_cut_short_by_a_crash_is_cleaned_then_made_again(world):
+    world.services.filesystems.put_fs(ADMIN, "p1", "cut", FsEntryIn(size="1Gb", scope="project"))
+    with world.sessions() as session:  # as if a worker had claimed it and died in the driver
+        session.query(db.Filesystem).filter_by(name="cut").update({"attempts": 1})
+        session.commit()
+    world.drain()
+    assert world.fake.calls[:2] == [("delete", "cut"), ("create", "cut")]
+    assert world.row("p1", "cut")["status"] == "available"
+    assert world.fake.access["cut"] == {"10.0.0.1", "10.0.0.2"} == world.grants("cut")
+
+
+def test_reconcile_removes_orphans_marks_missing_and_resends_access(world):
+    world.fake.inventory = lambda: set(world.fake.access) | {"orphan"}
+    world.create("p1", "kept", scope="project")
+    world.create("p1", "lost", scope="project")
+    world.fake.access.pop("lost")  # its volume vanished behind our back
+    world.fake.access["kept"] = frozenset({"10.9.9.9"})  # an address added by hand
+    report = world.services.worker.reconcile()
+    assert report.orphans_removed == ["fake/orphan"] and report.missing == ["p1/lost"]
+    assert ("delete", "orphan") in world.fake.calls
+    assert world.fake.access["kept"] == {"10.0.0.1", "10.0.0.2"}
+    lost = world.row("p1", "lost")
+    assert (lost["status"], lost["export"]) == ("error", "")
+
+
+def test_concurrent_global_puts_of_one_name_make_one_row(world):
+    import threading
+
+    answers, errors = [], []
+
+    def put(project: str) -> None:
+        try:
+            answers.append(world.services.filesystems.put_fs(ADMIN, project, "one", FsEntryIn(size="1Gb", scope="global")))
+        except Conflict as e:
+            errors.append(e.message)
+
+    threads = [threading.Thread(target=put, args=(f"p{n}",)) for n in range(20)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    with world.sessions() as session:
+        assert session.query(db.Filesystem).filter_by(name="one").count() == 1
+    assert len(answers) == 1 and len(errors) == 19
+    assert all("already exists as a global filesystem" in m for m in errors)
+
+
+def test_instance_ids_of_other_projects_and_retired_ids_are_not_available(world):
+    from sharedfs_api.schemas import StateIn
+
+    with pytest.raises(Conflict, match="^instance id 'j1' is not available$"):
+        world.register("p1", "j1", who=PROJ1)
+    world.services.instances.delete_instance(PROJ1, "p1", "i1")
+    with pytest.raises(Conflict, match="^instance id 'i1' is not available$"):
+        world.register("p1", "i1", "10.0.0.1", who=INST1)  # its old token cannot bring it back
+    with pytest.raises(Conflict, match="^instance id 'i1' is not available$"):
+        world.register("p2", "i1", who=Principal("project", "p2"))  # nor can another project take it
+    assert world.register("p1", "i1", "10.0.0.1", who=PROJ1)[0] == 201  # its project can
+    world.create("p2", "theirs", scope="project")
+    with pytest.raises(NotFound, match="filesystem 'theirs' not found"):
+        world.services.instances.report_state(INST1, "p1", "i1", "theirs", StateIn(state="mounted"))
+    world.create("p1", "unconnected")
+    with pytest.raises(NotFound, match="filesystem 'unconnected' not found"):
+        world.services.instances.report_state(INST1, "p1", "i1", "unconnected", StateIn(state="mounted"))
 
 
 def test_last_seen_is_kept_in_memory_and_written_in_one_batch(world):

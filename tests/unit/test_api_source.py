@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
-from sharedfs_agent import identity
-from sharedfs_agent.daemon import Backoff
+from sharedfs_agent import httpclient, identity, wire
+from sharedfs_agent.daemon import BACKOFF_CAP, Backoff, Wakeup
 from sharedfs_agent.errors import ConfigError, SourceUnavailable
 from sharedfs_agent.host import systemd
 from sharedfs_agent.model import State, Verdict
@@ -174,3 +174,78 @@ def test_metrics_textfile(tmp_path):
     text = path.read_text()
     assert 'sharedfs_filesystem_state{name="home",mount_point="/mnt/a\\"b",state="mounted"} 1' in text
     assert "sharedfs_source_up 1" in text and "sharedfs_passes_total 3" in text
+
+
+def test_addresses_from_netlink_are_psutils():
+    """The daemon reads addresses from one rtnetlink dump, not psutil (3 MB less): the same set."""
+
+    def accepted(candidates):
+        found = set()
+        for address in candidates:
+            try:
+                found.add(wire.check_address(address))
+            except ValueError:
+                pass
+        return found
+
+    assert accepted(identity._netlink_addresses()) == accepted(identity._psutil_addresses())
+    assert set(identity.addresses()) == accepted(identity._psutil_addresses())
+
+
+def test_backoff_default_cap_brings_an_agent_back_within_15_s():
+    highs = []
+    backoff = Backoff(rng=lambda lo, hi: highs.append(hi) or hi)
+    for _ in range(50):
+        backoff.next()
+    assert max(highs) == BACKOFF_CAP <= 15 - 5  # 5 s left for the request and the pass
+    assert Backoff(rng=lambda lo, hi: 0.0).next(retry_after=120) == 120  # the server's floor is not capped to ours
+
+
+def test_proxies_from_the_environment_and_no_proxy(monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert httpclient.proxy_for("http", "api.example") is None
+    monkeypatch.setenv("HTTP_PROXY", "proxy.example:3128")
+    monkeypatch.setenv("https_proxy", "http://tls-proxy.example:8080/")
+    monkeypatch.setenv("no_proxy", "localhost, .internal")
+    assert httpclient.proxy_for("http", "api.example") == ("proxy.example", 3128)
+    assert httpclient.proxy_for("https", "api.example") == ("tls-proxy.example", 8080)
+    assert httpclient.proxy_for("http", "api.internal") is None and httpclient.proxy_for("http", "a.b.internal") is None
+    assert httpclient.proxy_for("http", "localhost") is None
+    monkeypatch.setenv("no_proxy", "*")
+    assert httpclient.proxy_for("https", "api.example") is None
+
+
+def test_the_idle_daemon_loads_neither_ssl_nor_importlib_metadata_nor_psutil(tmp_path):
+    """An http:// API and no plugin installed: the modules that cost megabytes stay out."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from sharedfs_agent import cli, daemon, identity; from sharedfs_agent.sources import registry;"
+        "from sharedfs_agent.mounters import registry as mounters; registry(); mounters(); identity.addresses();"
+        "from sharedfs_agent import httpclient; from sharedfs_agent.sources.api import ApiClient\n"
+        "client = ApiClient('http://127.0.0.1:9', 'token')\n"
+        "try: httpclient.exchange(client.url + '/', timeout=1)\nexcept OSError: pass\n"
+        "print(sorted(m for m in ('ssl', 'importlib.metadata', 'psutil', 'urllib.request', 'http.client', 'email',"
+        " 'tempfile', 'shutil') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+    https = code.replace("http://127.0.0.1:9", "https://127.0.0.1:9")
+    loaded = subprocess.run([sys.executable, "-c", https], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "['ssl']"  # an https URL brings TLS, and only then
+
+
+def test_wakeup_sleeps_until_set_from_another_thread():
+    wakeup = Wakeup()
+    try:
+        assert not wakeup.wait(0.01)
+        timer = threading.Timer(0.05, wakeup.set)
+        timer.start()
+        assert wakeup.wait(5)
+        wakeup.set()
+        wakeup.set()  # set twice, woken once
+        assert wakeup.wait(0) and not wakeup.wait(0)
+    finally:
+        wakeup.close()

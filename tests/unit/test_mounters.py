@@ -136,6 +136,12 @@ def test_ceph_fuse_alternative():
     assert MOUNTERS["ceph-fuse"].fuse  # its daemon gets a scope of its own, like glusterfs
 
 
+def test_ceph_fuse_key_from_a_secretfile_under_etc_ceph_only():
+    argv, _ = one("ceph-fuse", "/vol", options=["ceph.id=sfs", "ceph.keyfile=/etc/ceph/sfs.secret"])
+    assert "ceph.keyfile=/etc/ceph/sfs.secret" in argv[4]
+    assert "does not match" in one("ceph-fuse", "/vol", options=["ceph.keyfile=/root/sfs.secret"])
+
+
 # -- virtiofs -------------------------------------------------------------------------------
 
 

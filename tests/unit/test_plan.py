@@ -190,3 +190,18 @@ def test_unmount_deepest_first_then_mount_parents_first():
 def test_moved_mount_point_releases_the_old_one_first():
     p = run([fs(mp="/mnt/new")], converged(fs(mp="/mnt/old")))
     assert kinds(p)[:2] == [(ActionKind.UNMOUNT, "/mnt/old"), (ActionKind.MOUNT, "/mnt/new")]
+
+
+def test_ceph_boot_mounts_from_our_lines_are_ours_without_a_ledger():
+    # Our ceph lines say "ceph" and "fuse.ceph" (what mount(8) takes), not the mounter names.
+    kernel = Filesystem("k", "cephfs", "10.0.0.1:6789:/vol", "/mnt/k", ("nosuid", "nodev"))
+    fuse = Filesystem("f", "ceph-fuse", "/vol", "/mnt/f", ("nosuid", "nodev"))
+    lines = [MOUNTERS["cephfs"].fstab_entry(kernel, 30.0), MOUNTERS["ceph-fuse"].fstab_entry(fuse, 30.0)]
+    assert [e.vfstype for e in lines] == ["ceph", "fuse.ceph"]
+    mounts = [record("/mnt/k", "10.0.0.1:6789:/vol", "ceph", 101), record("/mnt/f", "ceph-fuse", "fuse.ceph-fuse", 102)]
+    p = run([kernel, fuse], observed(mounts, lines))
+    assert p.converged and states(p) == {"k": (State.MOUNTED, ""), "f": (State.MOUNTED, "")}
+    # Detached with the ledger gone: still ours, unmounted by the right mounter.
+    p = run([], observed(mounts, lines))
+    assert sorted((a.kind, a.mount_point, a.fs_type) for a in p.actions if a.kind is ActionKind.UNMOUNT) == [
+        (ActionKind.UNMOUNT, "/mnt/f", "ceph-fuse"), (ActionKind.UNMOUNT, "/mnt/k", "cephfs")]

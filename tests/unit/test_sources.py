@@ -16,7 +16,7 @@ from sharedfs_agent.errors import ConfigError, SourceUnavailable
 from sharedfs_agent.gather import Gatherer
 from sharedfs_agent.model import State, Verdict
 from sharedfs_agent.mounters import registry as mounter_registry
-from sharedfs_agent.sources import Key, SourcePlugin
+from sharedfs_agent.sources import Key, Source, SourcePlugin
 from sharedfs_agent.sources.api import ApiPlugin, ApiReporter, ApiSource
 from sharedfs_agent.sources.file import FileSource
 
@@ -235,5 +235,29 @@ def test_one_watcher_per_source_wakes_the_one_loop(tmp_path):
         paths[1].write_text('{"filesystems": [] }')
         assert changed.wait(5)  # the file's stamp is watched: seen within about half a second
         assert watchers[1].fetch() == b'{"filesystems": [] }'
+    finally:
+        stopping.set()
+
+
+def test_the_first_refusal_wakes_the_loop_and_announce_comes_first():
+    """At boot with the source down the daemon must hear of it at once, not at the next resync."""
+    calls = []
+
+    class Down(Source):
+        def fetch(self, wait: float = 0) -> bytes:
+            calls.append("fetch")
+            raise SourceUnavailable("connection refused")
+
+        def describe(self) -> str:
+            return "down"
+
+    stopping, changed = threading.Event(), threading.Event()
+    watcher = Watcher(Down(), 30.0, stopping, changed, announce=lambda: calls.append("announce"))
+    try:
+        watcher.start()
+        assert changed.wait(5) and watcher.heard.is_set()
+        assert calls[:2] == ["announce", "fetch"]
+        with pytest.raises(SourceUnavailable, match="connection refused"):
+            watcher.fetch()
     finally:
         stopping.set()

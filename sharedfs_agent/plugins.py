@@ -1,0 +1,44 @@
+"""Entry points of one group, with importlib.metadata imported only when some installed distribution declares that group."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Iterable, Optional, Sequence
+
+__all__ = ["entry_points", "declared"]
+
+
+def declared(group: str, path: Optional[Sequence[str]] = None) -> bool:
+    """Does any distribution on the path declare entry points in `group`? A scan of the
+    `*.dist-info/entry_points.txt` files: importlib.metadata (with zipfile, csv, email and
+    inspect) costs an idle daemon some 4 MB, for plugins that are almost never installed."""
+    needle = f"[{group}]"
+    for directory in sys.path if path is None else path:
+        try:
+            entries = os.scandir(directory or ".")
+        except OSError:
+            continue  # a zip file on the path, or a directory that is gone
+        with entries:
+            for entry in entries:
+                if not entry.name.endswith((".dist-info", ".egg-info")):
+                    continue
+                try:
+                    with open(os.path.join(entry.path, "entry_points.txt"), encoding="utf-8") as f:
+                        if needle in f.read():
+                            return True
+                except OSError:
+                    continue
+    return False
+
+
+def entry_points(group: str) -> Iterable:
+    """The installed entry points of `group` (importlib.metadata's), or () when none declares it."""
+    if not declared(group):
+        return ()
+    from importlib import metadata
+
+    eps = metadata.entry_points()
+    if sys.version_info >= (3, 10):
+        return eps.select(group=group)
+    return eps.get(group, ())  # pragma: no cover - Python 3.9

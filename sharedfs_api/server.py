@@ -1,0 +1,119 @@
+"""The serving process: uvicorn with a connection cap, request timeouts, the fd limit, and a shutdown that answers held long-polls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from typing import Optional
+
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+__all__ = ["Limits", "serve", "raise_fd_limit"]
+
+log = logging.getLogger(__name__)
+
+# File descriptors the process needs besides its connections: the listening socket, the database
+# pool (10 + 20 overflow), the LISTEN connection, logs, the agent wheels, gluster's pipes.
+FD_HEADROOM = 128
+
+
+class Limits:
+    """What one process accepts: connections held at once, how long a request may take to arrive,
+    how long an idle keep-alive connection stays, how long shutdown waits for other requests."""
+
+    def __init__(self, max_connections: int = 4096, request_timeout: float = 10.0, keep_alive: int = 10,
+                 shutdown_grace: float = 1.0) -> None:  # fmt: skip
+        self.max_connections = max_connections
+        self.request_timeout = request_timeout
+        self.keep_alive = keep_alive
+        self.shutdown_grace = shutdown_grace
+
+
+def raise_fd_limit(needed: int) -> int:
+    """Raise the soft RLIMIT_NOFILE to `needed` if it is lower; SystemExit if the hard limit forbids it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            raise SystemExit(f"sharedfs-api: --max-connections needs {needed} file descriptors but the hard limit "
+                             f"is {hard}: lower --max-connections or raise the limit (systemd: LimitNOFILE=)")  # fmt: skip
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        soft = needed
+    return soft
+
+
+_REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 5\r\n"
+            b"connection: close\r\ncontent-length: 72\r\n\r\n"
+            b'{"error":{"code":503,"message":"too many connections; try again later"}}')  # fmt: skip
+
+
+def _protocol(limits: Limits) -> type:
+    """uvicorn's httptools protocol with what it lacks: a cap on connections (refused at once,
+    before they hold a descriptor for long) and a deadline for a whole request to arrive (uvicorn
+    times out only idle keep-alive connections, so a client trickling a header byte at a time, or
+    sending nothing after connecting, would hold its connection for ever)."""
+
+    class Protocol(HttpToolsProtocol):
+        request_deadline: Optional[asyncio.TimerHandle] = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            if len(self.connections) > limits.max_connections:
+                log.warning("refusing a connection: %d open (--max-connections)", len(self.connections) - 1)
+                transport.write(_REFUSED)
+                transport.close()
+                return
+            self._arm()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self.request_deadline = self.loop.call_later(limits.request_timeout, self._request_too_slow)
+
+        def _disarm(self) -> None:
+            if self.request_deadline is not None:
+                self.request_deadline.cancel()
+                self.request_deadline = None
+
+        def _request_too_slow(self) -> None:
+            self.request_deadline = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def on_message_complete(self) -> None:
+            self._disarm()  # the request is in: from here the handler decides how long it takes
+            super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # the next request, if any, must arrive in time too
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return Protocol
+
+
+class _Server(uvicorn.Server):
+    """Shutdown first answers every held long-poll (the hub's close), then does uvicorn's: stop
+    accepting, close idle connections, wait for the rest (at most the shutdown grace)."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets=None) -> None:
+        self.app.state.hub.close()
+        await super().shutdown(sockets)
+
+
+def serve(app: FastAPI, host: str, port: int, limits: Limits, log_level: str = "info",
+          access_log: bool = False) -> None:  # fmt: skip
+    raise_fd_limit(limits.max_connections + FD_HEADROOM)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
+                            http=_protocol(limits), timeout_keep_alive=limits.keep_alive,
+                            timeout_graceful_shutdown=limits.shutdown_grace, backlog=8192)  # fmt: skip
+    _Server(config, app).run()
