@@ -75,7 +75,8 @@ CASES = [
      lambda c, r: fresh_fs(c, f"ks-con-{r}"), {**WRITE, "admin": 201, "a-member": 201}),
     ("register instance", "PUT", "/v1.1/{A}/os-instances/k-{r}", {"instance": {"addresses": []}}, None,
      {**WRITE, "admin": 201, "a-member": 201}),
-    ("report state", "PUT", "/v1.1/{A}/os-instances/i1/filesystems/ks-show/state", {"state": "mounted"}, None,
+    ("report state", "PUT", "/v1.1/{A}/os-instances/i1/filesystems/ks-show/state", {"state": "mounted"},
+     lambda c, r: c.call("PUT", "/v1.1/{A}/os-filesystem/ks-show/instances/i1"),  # an instance reports only what it reaches
      {**WRITE, "inst-a": 200}),
 ]  # fmt: skip
 
