@@ -78,6 +78,20 @@ class ApiServer:
             self.log.close()
         self.proc = None
 
+    def settled(self, token: str, tenant: str, name: str, timeout: float = 120.0) -> Optional[dict]:
+        """A filesystem's entry once the server's worker is done with it (not creating or deleting); None once gone."""
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = self.call("GET", f"/v1.1/{tenant}/os-filesystem/{name}", token)
+            if answer.status_code == 404:
+                return None
+            entry = answer.json()["fs_entry"]
+            if entry["status"] not in ("creating", "deleting"):
+                return entry
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{tenant}/{name} still {entry['status']} after {timeout} s")
+            time.sleep(0.1)
+
     def call(self, method: str, path: str, token: Optional[str] = None, **kw) -> requests.Response:
         headers = kw.pop("headers", {})
         if token:

@@ -15,18 +15,26 @@ from typing import Optional
 
 from .apiserver import ApiServer
 from .gluster import Glusterd
+from .metadata import MetadataService
 from .namespace import MountNamespace
+
+VENDORDATA_SECRET = "vendordata-secret-of-the-local-stack"
 
 
 class LocalStack:
     def __init__(self, base: Path, glusterd: Optional[Glusterd] = None, project: str = "p1",
-                 instance: str = "vm1", agent_settings: str = "", quota: bool = True) -> None:  # fmt: skip
+                 instance: str = "vm1", agent_settings: str = "", quota: bool = True,
+                 vendordata: bool = False) -> None:  # fmt: skip
         self.base = base
         self.own_glusterd = glusterd is None
         self.glusterd = glusterd or Glusterd(base / "glusterd")
         self.project, self.instance = project, instance
         self.agent_settings = agent_settings  # extra [agent] lines
         self.quota = quota
+        # vendordata: the agent is given nothing but a metadata service; its API, token and
+        # identity come from vendor_data2.json, which the API's POST /v1.1/vendordata makes.
+        self.vendordata = vendordata
+        self.metadata: Optional[MetadataService] = None
         self.root = base / "mnt"
         self.fstab = base / "fstab"
         self.config = base / "agent.conf"
@@ -40,19 +48,29 @@ class LocalStack:
         if self.own_glusterd:
             self.glusterd.start()
         options = self.glusterd.driver_options(self.base / "bricks", self.quota)
-        self.api = ApiServer(self.base / "api", driver="glusterfs", driver_opts=options).start()
+        api_args = []
+        if self.vendordata:
+            (self.base / "vendordata-secret").write_text(VENDORDATA_SECRET + "\n")
+            api_args = ["--vendordata-secret-file", str(self.base / "vendordata-secret")]
+        self.api = ApiServer(self.base / "api", driver="glusterfs", driver_opts=options, extra_args=api_args).start()
         self.admin = self.api.token("admin")
         token_file = self.base / "token"
-        token_file.write_text(self.api.token("instance", self.project, self.instance) + "\n")
-        os.chmod(token_file, 0o600)
+        if self.vendordata:
+            self.metadata = MetadataService(self.project, self.instance, {"sharedfs": self.api.url + "/v1.1/vendordata"},
+                                            VENDORDATA_SECRET).start()  # fmt: skip
+            api_section = (f"metadata_url = {self.metadata.url}\ntoken_file = {token_file}\n"
+                           f"instance_data = {self.base}/no-instance-data\nconfig_drive_dir = {self.base}/no-drive\n")  # fmt: skip
+        else:
+            token_file.write_text(self.api.token("instance", self.project, self.instance) + "\n")
+            os.chmod(token_file, 0o600)
+            api_section = (f"url = {self.api.url}\ntoken_file = {token_file}\ninstance_id = {self.instance}\n"
+                           f"project = {self.project}\n")  # fmt: skip
         self.fstab.write_text(
             "# the instance's own fstab: the agent keeps every byte of this\nUUID=0a1b / ext4 defaults 0 1\n"
         )
         self.config.write_text(
             f"[agent]\nsource = api\nstate_dir = {self.base}/state\nfstab = {self.fstab}\nallowed_roots = {self.root}\n"
-            f"{self.agent_settings}"
-            f"[api]\nurl = {self.api.url}\ntoken_file = {token_file}\ninstance_id = {self.instance}\n"
-            f"project = {self.project}\n"
+            f"{self.agent_settings}[api]\n{api_section}"
         )
         self.ns = MountNamespace()
         self.start_agent()
@@ -74,7 +92,9 @@ class LocalStack:
     def create(self, name: str, scope: str = "instance", size: str = "1Gb"):
         entry = {"size": size, "scope": scope, "mount_point": self.mount_point(name)}
         response = self.call("PUT", f"/v1.1/{self.project}/os-filesystem/{name}", json={"fs_entry": entry})
-        assert response.status_code == 201 and response.json()["fs_entry"]["status"] == "available", response.text
+        assert response.status_code in (201, 202), response.text  # 202: the server's worker creates it
+        entry = self.api.settled(self.admin, self.project, name)
+        assert entry is not None and entry["status"] == "available", entry
         return response
 
     def mounted(self, name: str) -> bool:
@@ -98,5 +118,7 @@ class LocalStack:
             self.ns.close(str(self.base))
         if self.api is not None:
             self.api.stop()
+        if self.metadata is not None:
+            self.metadata.stop()
         if self.own_glusterd:
             self.glusterd.stop()

@@ -1,4 +1,4 @@
-"""Who am I: instance id and project (config, cloud-init, metadata service, config drive) and my addresses."""
+"""Who am I: enrollment by Nova's vendordata, instance id and project (config, cloud-init, metadata service, config drive), my addresses."""
 
 from __future__ import annotations
 
@@ -7,18 +7,144 @@ import logging
 import os
 import socket
 import struct
-from typing import Any, Callable, List, Mapping, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import httpclient, wire
 from .errors import ConfigError
 from .host import commands
 
-__all__ = ["Identity", "discover", "addresses", "metadata_service", "config_drive"]
+__all__ = ["Identity", "Enrollment", "discover", "addresses", "vendordata", "check_enrollment", "metadata_service",
+           "config_drive"]
 
 log = logging.getLogger(__name__)
 
 Identity = Tuple[str, str]  # (instance_id, project)
 _META = "openstack/latest/meta_data.json"
+_VENDOR_DATA = "openstack/latest/vendor_data2.json"
+_MAX_METADATA_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """What sharedfs-api handed this instance through Nova's vendordata (wire.VENDORDATA_KEYS)."""
+
+    api_url: str
+    token: str
+    project: str
+    instance_id: str
+    ca: Optional[str] = None  # a PEM bundle for the API's certificate
+
+
+def check_enrollment(value: Any, with_token: bool = True) -> Enrollment:
+    """The trust boundary for what the metadata service relays: every value by its wire pattern,
+    or ValueError naming the one that is wrong (nothing of it is used then). Without with_token:
+    an enrollment kept on disk, whose token is in the token file (its token is "")."""
+    if not isinstance(value, dict):
+        raise ValueError("not an object")
+    ca = value.get("ca")
+    if ca is not None:
+        if not isinstance(ca, str) or len(ca) > wire.MAX_CA_BYTES:
+            raise ValueError(f"ca must be a PEM bundle of at most {wire.MAX_CA_BYTES} bytes")
+        ca = ca.strip() + "\n"
+        wire.check_pattern("ca", ca, wire.CA_PEM)
+        import ssl  # only when vendordata hands a CA: the agent loads ssl only for https (httpclient.py)
+
+        try:
+            ssl.create_default_context(cadata=ca)  # the form is not enough: OpenSSL must load it
+        except ssl.SSLError as e:
+            raise ValueError(f"ca is not a certificate OpenSSL can load: {e.reason}") from None
+    return Enrollment(
+        api_url=wire.check_pattern("api_url", value.get("api_url"), wire.API_URL),
+        token=_check_secret(value.get("token")) if with_token else "",
+        project=wire.check_pattern("project", value.get("project"), wire.IDENT),
+        instance_id=wire.check_pattern("instance_id", value.get("instance_id"), wire.IDENT),
+        ca=ca,
+    )
+
+
+def _check_secret(token: Any) -> str:
+    if not isinstance(token, str) or not wire.TOKEN.fullmatch(token):
+        raise ValueError(f"token must match {wire.TOKEN.pattern}")  # never echo a credential
+    return token
+
+
+def _metadata_service_files(settings: Mapping[str, Any], names: Sequence[str]) -> Dict[str, bytes]:
+    """Each named file the metadata service serves (200 only): short timeouts, and never through a
+    proxy (guest-agent#283): the metadata address is link-local."""
+    url = settings["metadata_url"].rstrip("/")
+    found = {}
+    for name in names:
+        try:
+            status, _, body = httpclient.exchange(f"{url}/{name}", timeout=2.0, use_proxy=False)
+        except (httpclient.BadAnswer, OSError, ValueError):
+            continue
+        if status == 200 and len(body) <= _MAX_METADATA_BYTES:
+            found[name] = body
+    return found
+
+
+def _config_drive_files(settings: Mapping[str, Any], names: Sequence[str]) -> Dict[str, bytes]:
+    """Each named file on a config drive: the given directory, or the device labelled config-2
+    mounted read-only for the read."""
+    if settings["config_drive_dir"]:
+        return _read_files(settings["config_drive_dir"], names)
+    device = "/dev/disk/by-label/config-2"
+    if not os.path.exists(device):
+        return {}
+    import tempfile  # only when a config drive is looked for
+
+    with tempfile.TemporaryDirectory(prefix="sharedfs-config-drive-") as mount_point:
+        mounted = commands.run(["mount", "-o", "ro,nosuid,nodev,noexec", device, mount_point], timeout=10)
+        if not mounted.ok:
+            log.warning("config drive %s: %s", device, mounted.summary())
+            return {}
+        try:
+            return _read_files(mount_point, names)
+        finally:
+            commands.run(["umount", mount_point], timeout=10)
+
+
+def _read_files(directory: str, names: Sequence[str]) -> Dict[str, bytes]:
+    found = {}
+    for name in names:
+        try:
+            with open(os.path.join(directory, name), "rb") as f:
+                found[name] = f.read(_MAX_METADATA_BYTES)
+        except OSError:
+            continue
+    return found
+
+
+def vendordata(settings: Mapping[str, Any]) -> Optional[Enrollment]:
+    """Our entry in vendor_data2.json ([api] vendordata_provider), from the metadata service, else
+    a config drive; None when neither has one. An entry that fails the checks is logged and
+    ignored, as if absent: a relay of the metadata service must not choose our API or token."""
+    provider = settings["vendordata_provider"]
+    if not provider:
+        return None  # enrollment by vendordata turned off
+    for where, read in (("metadata service", _metadata_service_files), ("config drive", _config_drive_files)):
+        raw = read(settings, [_VENDOR_DATA]).get(_VENDOR_DATA)
+        if raw is None:
+            continue
+        try:
+            document = json.loads(raw)
+        except ValueError:
+            log.warning("vendor_data2.json from the %s is not JSON; ignored", where)
+            continue
+        if not isinstance(document, dict) or provider not in document:
+            continue  # vendordata for other providers only
+        try:
+            enrollment = check_enrollment(document[provider])
+        except ValueError as e:
+            log.warning("vendor_data2.json from the %s: %r refused: %s", where, provider, e)
+            continue
+        log.info("enrolled by vendordata (%s): instance %s, project %s, API %s",
+                 where, enrollment.instance_id, enrollment.project, enrollment.api_url)  # fmt: skip
+        return enrollment
+    return None
+
+
 
 
 def _from_instance_data(settings: Mapping[str, Any]) -> Tuple[Optional[str], Optional[str]]:
@@ -37,56 +163,40 @@ def _from_instance_data(settings: Mapping[str, Any]) -> Tuple[Optional[str], Opt
 
 def metadata_service(url: str) -> Optional[dict]:
     """`openstack/latest/meta_data.json` from OpenStack's metadata service, or None when it does
-    not answer with a JSON object: 2 s timeout, and never through a proxy (guest-agent#283)."""
-    try:
-        # Never through HTTP(S)_PROXY: the metadata address is link-local.
-        status, _, body = httpclient.exchange(f"{url.rstrip('/')}/{_META}", timeout=2.0, use_proxy=False)
-        meta = json.loads(body) if status == 200 else None
-    except (httpclient.BadAnswer, OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
+    not answer with a JSON object (2 s timeout, never through a proxy)."""
+    return _object(_metadata_service_files({"metadata_url": url}, [_META]).get(_META))
 
 
 def config_drive(directory: str = "") -> Optional[dict]:
-    """`openstack/latest/meta_data.json` from a config drive: the given directory, or the device
-    labelled config-2 mounted read-only for the read; None when there is none or it is unreadable."""
-    if directory:
-        return _read_meta(directory)
-    device = "/dev/disk/by-label/config-2"
-    if not os.path.exists(device):
-        return None
-    import tempfile  # only when a config drive is looked for (the idle daemon never loads it)
-
-    with tempfile.TemporaryDirectory(prefix="sharedfs-config-drive-") as mount_point:
-        mounted = commands.run(["mount", "-o", "ro,nosuid,nodev,noexec", device, mount_point], timeout=10)
-        if not mounted.ok:
-            log.warning("config drive %s: %s", device, mounted.summary())
-            return None
-        try:
-            return _read_meta(mount_point)
-        finally:
-            commands.run(["umount", mount_point], timeout=10)
+    """`openstack/latest/meta_data.json` from a config drive (the given directory, or the device
+    labelled config-2 mounted read-only for the read); None when there is none or it is unreadable."""
+    return _object(_config_drive_files({"config_drive_dir": directory}, [_META]).get(_META))
 
 
-def _read_meta(directory: str) -> Optional[dict]:
+def _object(raw: Optional[bytes]) -> Optional[dict]:
     try:
-        with open(os.path.join(directory, _META), encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
+        document = json.loads(raw) if raw is not None else None
+    except ValueError:
         return None
-    return meta if isinstance(meta, dict) else None
-
-
-def _ids(meta: Optional[dict]) -> Tuple[Optional[str], Optional[str]]:
-    return (_str(meta.get("uuid")), _str(meta.get("project_id"))) if meta else (None, None)
+    return document if isinstance(document, dict) else None
 
 
 def _from_metadata_service(settings: Mapping[str, Any]) -> Tuple[Optional[str], Optional[str]]:
-    return _ids(metadata_service(settings["metadata_url"]))
+    """OpenStack's metadata service: meta_data.json's uuid and project_id."""
+    return _meta(_metadata_service_files(settings, [_META]).get(_META))
 
 
 def _from_config_drive(settings: Mapping[str, Any]) -> Tuple[Optional[str], Optional[str]]:
-    return _ids(config_drive(settings["config_drive_dir"]))
+    """A config drive's meta_data.json: uuid and project_id."""
+    return _meta(_config_drive_files(settings, [_META]).get(_META))
+
+
+def _meta(raw: Optional[bytes]) -> Tuple[Optional[str], Optional[str]]:
+    try:
+        meta = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None, None
+    return (_str(meta.get("uuid")), _str(meta.get("project_id"))) if isinstance(meta, dict) else (None, None)
 
 
 def _str(value) -> Optional[str]:
@@ -100,9 +210,12 @@ SOURCES: List[Tuple[str, Callable[[Mapping[str, Any]], Tuple[Optional[str], Opti
 ]
 
 
-def discover(settings: Mapping[str, Any]) -> Identity:
-    """settings: the [api] section. Config first; then each source in turn fills what is still missing."""
+def discover(settings: Mapping[str, Any], enrolled: Optional[Identity] = None) -> Identity:
+    """settings: the [api] section. Config first, then the identity vendordata enrolled (when
+    given); then each source in turn fills what is still missing."""
     instance, project = settings["instance_id"] or None, settings["project"] or None
+    if enrolled is not None:
+        instance, project = instance or enrolled[0], project or enrolled[1]
     for name, source in SOURCES:
         if instance and project:
             break

@@ -25,6 +25,12 @@ __all__ = [
     "SYSTEM_DIRS",
     "MAX_PATH",
     "MAX_ADDRESSES",
+    "API_URL",
+    "TOKEN",
+    "CA_PEM",
+    "MAX_CA_BYTES",
+    "VENDORDATA_KEYS",
+    "VENDORDATA_PROVIDER",
     "check_pattern",
     "check_mount_point",
     "check_address",
@@ -44,6 +50,19 @@ IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # One mount option: nothing fstab, a shell or mount(8)'s comma list would read as a separator.
 OPTION = re.compile(r"[A-Za-z0-9_.:@\[\]/+=-]{1,512}")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Where an agent finds the API (http or https; a host, an optional port and path, nothing a
+# YAML document or an INI file would read as structure), what a token looks like (the API's
+# are secrets.token_urlsafe(32), 43 characters), and a PEM CA bundle.
+API_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/%-]*)?")
+TOKEN = re.compile(r"[A-Za-z0-9_-]{20,200}")
+CA_PEM = re.compile(r"(-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?)+")
+MAX_CA_BYTES = 256 * 1024
+
+# Enrollment by Nova's dynamic vendordata: POST /v1.1/vendordata answers these keys, and Nova
+# publishes that object in openstack/latest/vendor_data2.json under the provider's name (the NAME
+# of nova.conf's vendordata_dynamic_targets = NAME@URL; the docs use this one).
+VENDORDATA_KEYS = ("api_url", "token", "project", "instance_id", "ca")
+VENDORDATA_PROVIDER = "sharedfs"
 
 # What an agent reports per filesystem; the order is the API's and the agent's (model.State).
 STATES = ("mounted", "pending", "unmounted", "busy", "error")

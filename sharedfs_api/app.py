@@ -20,7 +20,7 @@ from .backends import BackendConfig, Backends
 from .errors import ApiError, Unauthorized
 from .routers import agents, dashboard, filesystems, instances, vendordata
 from .routers.agent_index import agent_index
-from .services import make_services
+from .services import FLUSH_INTERVAL, LastSeen, make_services
 from .view import AgentView, Hub, PgNotifier
 
 __all__ = ["Settings", "create_app"]
@@ -131,7 +131,11 @@ def create_app(settings: Settings) -> FastAPI:
         if notifier is not None:
             notifier.start()
         services.worker.start()  # resumes what a previous process left creating or deleting
+        flusher = asyncio.get_running_loop().create_task(_flush_last_seen(app.state.last_seen))
         yield
+        flusher.cancel()
+        with contextlib.suppress(Exception):
+            await run_in_threadpool(app.state.last_seen.flush)  # what this process saw since the last minute
         services.worker.stop()
         hub.close()  # uvicorn's shutdown (server.py) has done so already; any other server gets it here
         if notifier is not None:
@@ -149,6 +153,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.vendordata = {"api_url": settings.public_url, "ca_pem": settings.ca_pem}
     app.state.view = AgentView(sessions, hub)
     app.state.hub = hub
+    app.state.last_seen = LastSeen(sessions)
     _error_handlers(app)
     app.include_router(filesystems.router)
     app.include_router(instances.router)
@@ -158,6 +163,15 @@ def create_app(settings: Settings) -> FastAPI:
     agent_index(app, settings.agent_wheels)
     _declare_errors(app)
     return app
+
+
+async def _flush_last_seen(seen: LastSeen) -> None:
+    while True:
+        await asyncio.sleep(FLUSH_INTERVAL)
+        try:
+            await run_in_threadpool(seen.flush)
+        except Exception:  # the database is down: kept, tried again next minute
+            log.exception("writing last_seen")
 
 
 def _keystone(settings: Settings, tokens: TokenCache):

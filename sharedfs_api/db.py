@@ -75,6 +75,8 @@ class Instance(Base):
     project: Mapped[str] = mapped_column(String(64), index=True)
     addresses_json: Mapped[str] = mapped_column(Text, default="[]")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
+    # Its agent's last long-poll, written at most once a minute per API process (services/last_seen.py).
+    last_seen: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True), nullable=True, default=None)
 
     @property
     def addresses(self) -> List[str]:

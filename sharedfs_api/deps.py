@@ -11,10 +11,11 @@ from sharedfs_agent import wire
 
 from .auth import Principal, TokenCache
 from .errors import Forbidden, Unauthorized
-from .services import FilesystemService, InstanceService, Services
+from .services import FilesystemService, InstanceService, LastSeen, Services
 from .view import AgentView, Hub
 
-__all__ = ["TENANT", "NAME", "INSTANCE", "principal", "caller", "nova", "tokens", "filesystems", "instances", "agent_view", "hub"]
+__all__ = ["TENANT", "NAME", "INSTANCE", "principal", "caller", "nova", "tokens", "filesystems", "instances", "agent_view", "hub",
+           "last_seen"]
 
 TENANT = Path(pattern=f"^{wire.IDENT.pattern}$", description="project id")
 NAME = Path(pattern=f"^{wire.FS_NAME.pattern}$", description="filesystem name")
@@ -75,3 +76,7 @@ def agent_view(request: Request) -> AgentView:
 
 def hub(request: Request) -> Hub:
     return request.app.state.hub
+
+
+def last_seen(request: Request) -> LastSeen:
+    return request.app.state.last_seen

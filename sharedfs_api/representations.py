@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import List, Optional
 
@@ -44,7 +45,14 @@ def agent_document(entries: List[dict]) -> bytes:
 
 
 def instance_entry(instance: db.Instance) -> dict:
-    return {"id": instance.id, "project": instance.project, "addresses": instance.addresses}
+    seen = instance.last_seen
+    return {"id": instance.id, "project": instance.project, "addresses": instance.addresses,
+            "last_seen": _utc(seen).isoformat() if seen else None}  # fmt: skip
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive datetimes; every one we store is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
 
 
 def fs_instance_entry(instance: db.Instance, connected: bool, state: Optional[db.MountState]) -> dict:

@@ -7,14 +7,15 @@ import logging
 import os
 import stat
 import time
+from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from .. import httpclient, identity
+from .. import atomicfile, httpclient, identity, wire
 from ..errors import ConfigError, SourceUnavailable
 from ..model import Verdict
 from .base import MAX_DOCUMENT_BYTES, Key, Reporter, Source, SourcePlugin
 
-__all__ = ["ApiSource", "ApiClient", "ApiReporter", "ApiPlugin", "Response", "read_token"]
+__all__ = ["ApiSource", "ApiClient", "ApiReporter", "ApiPlugin", "Response", "read_token", "Enrolled", "enrolled"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,75 @@ def read_token(path: str) -> str:
     if not token or any(c.isspace() for c in token):
         raise ConfigError(f"[api] token_file {path} does not hold one token")
     return token
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """Where the API is, the token, the CA bundle and who we are, once config and vendordata are combined."""
+
+    url: str
+    token: str
+    ca_bundle: Optional[str]
+    identity: Optional[identity.Identity]  # (instance_id, project) from vendordata; None: discover
+
+
+def _saved_paths(token_file: str) -> Tuple[str, str]:
+    """Next to the token: the last enrollment (no secret in it) and the CA it handed over."""
+    directory = os.path.dirname(token_file)
+    return os.path.join(directory, "vendordata.json"), os.path.join(directory, "vendordata-ca.pem")
+
+
+def _save(settings: Mapping[str, Any], enrollment: identity.Enrollment) -> None:
+    """The token (0600) where [api] token_file says, the CA and the rest beside it: a restart
+    without the metadata service still finds the API, with the same checks as a fresh answer."""
+    saved, ca_path = _saved_paths(settings["token_file"])
+    try:
+        atomicfile.replace_if_changed(settings["token_file"], enrollment.token.encode() + b"\n", mode=0o600)
+        if enrollment.ca:
+            atomicfile.replace_if_changed(ca_path, enrollment.ca.encode(), mode=0o644)
+        record = {key: getattr(enrollment, key) for key in wire.VENDORDATA_KEYS if key != "token"}
+        atomicfile.write_json(saved, record, mode=0o644)
+    except OSError as e:
+        raise ConfigError(f"[api] token_file {settings['token_file']}: cannot keep the vendordata enrollment: "
+                          f"{e.strerror}") from None  # fmt: skip
+
+
+def _saved(settings: Mapping[str, Any]) -> Optional[identity.Enrollment]:
+    """The enrollment kept by _save, checked again (the token comes from token_file, as always)."""
+    saved, _ = _saved_paths(settings["token_file"])
+    try:
+        record = atomicfile.read_json(saved)
+    except (OSError, ValueError) as e:
+        log.warning("%s: %s; ignored", saved, e)
+        return None
+    if record is None:
+        return None
+    try:
+        return identity.check_enrollment(record, with_token=False)  # the token file is checked when read
+    except ValueError as e:
+        log.warning("%s refused: %s", saved, e)
+        return None
+
+
+def enrolled(settings: Mapping[str, Any]) -> Enrolled:
+    """Config keys win; what they leave empty comes from vendordata (vendor_data2.json now, or as
+    kept from an earlier boot). A fresh vendordata token replaces the token file's. The metadata
+    service is not asked when the config names the API, the instance and its project and the
+    token file exists: vendordata could add nothing but a token nobody asked for."""
+    configured = all(settings[key] for key in ("url", "instance_id", "project"))
+    fresh = None if configured and os.path.exists(settings["token_file"]) else identity.vendordata(settings)
+    if fresh is not None:
+        _save(settings, fresh)
+    known = fresh or _saved(settings)
+    url = settings["url"] or (known.api_url if known else "")
+    if not url:
+        raise ConfigError("[agent] source = api needs [api] url (or Nova's vendordata under "
+                          f"{settings['vendordata_provider'] or 'a provider'!r} in vendor_data2.json)")  # fmt: skip
+    token = fresh.token if fresh else read_token(settings["token_file"])
+    ca_bundle = settings["ca_bundle"] or None
+    if ca_bundle is None and known is not None and known.ca:
+        ca_bundle = _saved_paths(settings["token_file"])[1]
+    return Enrolled(url, token, ca_bundle, (known.instance_id, known.project) if known else None)
 
 
 def _retry_after(headers) -> Optional[float]:
@@ -73,7 +143,10 @@ class ApiClient:
     def __init__(self, url: str, token: str, ca_bundle: Optional[str] = None) -> None:
         self.url = url.rstrip("/")
         self.token = token
-        self.context = httpclient.tls_context(ca_bundle) if self.url.startswith("https:") else None
+        try:  # ssl.SSLError is an OSError: a bundle that is missing or not PEM is a person's to fix
+            self.context = httpclient.tls_context(ca_bundle) if self.url.startswith("https:") else None
+        except OSError as e:
+            raise ConfigError(f"[api] ca_bundle {ca_bundle}: {getattr(e, 'reason', None) or e}") from None
 
     def request(self, method: str, path: str, read_timeout: float = 15.0, json_body=None,
                 headers: Optional[dict] = None, max_bytes: int = MAX_DOCUMENT_BYTES) -> Response:  # fmt: skip
@@ -197,8 +270,8 @@ class ApiReporter(Reporter):
 class ApiPlugin(SourcePlugin):
     name = "api"
     keys = {
-        "url": Key("", "url", required=True),  # e.g. https://sharedfs.example:8776
-        "token_file": Key("/etc/sharedfs-agent/token", "path"),  # mode 0600
+        "url": Key("", "url"),  # e.g. https://sharedfs.example:8776; empty: from vendordata
+        "token_file": Key("/etc/sharedfs-agent/token", "path"),  # mode 0600; vendordata's token is written here
         "ca_bundle": Key(""),  # CA bundle for the API's TLS certificate; empty: the system's
         "wait": Key(60.0, "seconds"),  # long-poll hold asked of the server
         "instance_id": Key(""),  # empty: discovered (cloud-init, metadata service, config drive)
@@ -206,11 +279,15 @@ class ApiPlugin(SourcePlugin):
         "metadata_url": Key("http://169.254.169.254", "url"),
         "instance_data": Key("/run/cloud-init/instance-data.json", "path"),
         "config_drive_dir": Key(""),  # a mounted config drive; empty: look for the label config-2
+        # Our entry in vendor_data2.json: the NAME of nova.conf's vendordata_dynamic_targets =
+        # NAME@URL; empty turns enrollment by vendordata off.
+        "vendordata_provider": Key(wire.VENDORDATA_PROVIDER),
     }
 
     def build(self, settings: Mapping[str, Any]) -> ApiSource:
-        client = ApiClient(settings["url"], read_token(settings["token_file"]), settings["ca_bundle"] or None)
-        instance_id, project = identity.discover(settings)
+        found = enrolled(settings)
+        client = ApiClient(found.url, found.token, found.ca_bundle)
+        instance_id, project = identity.discover(settings, found.identity)
         return ApiSource(client, project, instance_id, long_poll=settings["wait"])
 
     def reporter(self, source: Source) -> ApiReporter:

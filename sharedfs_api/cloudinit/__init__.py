@@ -17,10 +17,8 @@ FS_TYPES = tuple(mounters.BUILTIN)
 # serves every instance (openstack server create --property sharedfs_token=…).
 TOKEN_META_KEY = "sharedfs_token"
 
-_URL = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/%-]*)?")
-_IDENT = wire.IDENT
-_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,200}")
-_PEM = re.compile(r"(-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?)+")
+# The agent checks the same values with the same patterns when vendordata hands them over.
+_URL, _IDENT, _TOKEN, _PEM = wire.API_URL, wire.IDENT, wire.TOKEN, wire.CA_PEM
 CA_PATH = "/etc/sharedfs-agent/ca.pem"
 
 

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import Principal
-from ..deps import INSTANCE, NAME, TENANT, agent_view, caller, hub, instances, principal
+from ..deps import INSTANCE, NAME, TENANT, agent_view, caller, hub, instances, last_seen, principal
 from ..errors import NotFound
 from ..schemas import StateIn
 from ..services import InstanceService
@@ -54,6 +54,7 @@ def make_router(max_wait: int) -> APIRouter:
         # The token is resolved here, after the parameters are validated, as for every other route.
         who = await run_in_threadpool(caller, request, x_auth_token)
         who.require_instance(tenant, instance_id)
+        last_seen(request).saw(instance_id)  # in memory; written once a minute (services/last_seen.py)
         view, changes = agent_view(request), hub(request)
         deadline = time.monotonic() + min(wait, max_wait)
         gone: Optional[asyncio.Future] = None  # a client that leaves frees its handler at once

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..auth import Principal
-from ..deps import INSTANCE, TENANT, instances, principal
+from ..deps import INSTANCE, TENANT, instances, last_seen, principal
 from ..schemas import InstanceBody
 from ..services import InstanceService
 
@@ -18,9 +18,9 @@ router = APIRouter(prefix="/v1.1/{tenant}/os-instances")
 
 
 @router.get("", summary="list registered instances")
-def list_instances(tenant: str = TENANT, who: Principal = Depends(principal),
+def list_instances(request: Request, tenant: str = TENANT, who: Principal = Depends(principal),
                    service: InstanceService = Depends(instances)):  # fmt: skip
-    return {"instances": service.list_instances(who, tenant)}
+    return {"instances": last_seen(request).merge(service.list_instances(who, tenant))}
 
 
 @router.put("/{instance_id}", status_code=201, summary="register an instance")

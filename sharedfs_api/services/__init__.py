@@ -11,11 +11,12 @@ from ..backends import Backends
 from .access import Access
 from .filesystems import FilesystemService
 from .instances import InstanceService
+from .last_seen import FLUSH_INTERVAL, LastSeen
 from .tx import Locks
 from .worker import ReconcileReport, Worker
 
 __all__ = ["Services", "make_services", "Access", "FilesystemService", "InstanceService", "Worker",
-           "ReconcileReport"]  # fmt: skip
+           "ReconcileReport", "LastSeen", "FLUSH_INTERVAL"]  # fmt: skip
 
 
 @dataclass

@@ -153,7 +153,7 @@ def test_instances_register_and_cannot_move(world):
     assert world.register("p2", "mover").status_code == 409
     assert world.register("p1", "mover", "300.1.1.1").status_code == 400
     listed = world.call("GET", "/v1.1/p1/os-instances").json()["instances"]
-    assert {"id": "mover", "project": "p1", "addresses": ["10.9.0.9"]} in listed
+    assert {"id": "mover", "project": "p1", "addresses": ["10.9.0.9"], "last_seen": None} in listed
     assert world.call("DELETE", "/v1.1/p1/os-instances/mover").status_code == 202
     assert world.call("DELETE", "/v1.1/p1/os-instances/mover").status_code == 404
 

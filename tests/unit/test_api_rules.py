@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import shlex
 import shutil
 from pathlib import Path
@@ -19,7 +20,7 @@ from sharedfs_api.drivers.glusterfs import GlusterfsDriver
 from sharedfs_api.errors import BadRequest, Conflict, DriverError, Forbidden, NotFound
 from sharedfs_api.representations import agent_entry, fs_entry
 from sharedfs_api.schemas import FsEntryIn, InstanceIn
-from sharedfs_api.services import make_services
+from sharedfs_api.services import LastSeen, make_services
 from sharedfs_api.view import AgentView, Hub
 
 ADMIN = Principal("admin")
@@ -531,3 +532,22 @@ def test_instance_ids_of_other_projects_and_retired_ids_are_not_available(world)
     world.create("p1", "unconnected")
     with pytest.raises(NotFound, match="filesystem 'unconnected' not found"):
         world.services.instances.report_state(INST1, "p1", "i1", "unconnected", StateIn(state="mounted"))
+
+
+def test_last_seen_is_kept_in_memory_and_written_in_one_batch(world):
+    seen = LastSeen(world.sessions)
+    listed = lambda: {e["id"]: e["last_seen"] for e in world.services.instances.list_instances(ADMIN, "p1")}  # noqa: E731
+    assert listed() == {"i1": None, "i2": None}
+    seen.saw("i1")
+    seen.saw("gone-meanwhile")  # deregistered before the flush: matches no row, no error
+    assert listed()["i1"] is None  # nothing written on a poll
+    merged = {e["id"]: e["last_seen"] for e in seen.merge(world.services.instances.list_instances(ADMIN, "p1"))}
+    assert merged["i1"] is not None and merged["i2"] is None  # this process answers at once
+    assert seen.flush() == 2 and seen.flush() == 0
+    first = listed()["i1"]
+    assert first == merged["i1"] and listed()["i2"] is None
+    assert dt.datetime.fromisoformat(first).tzinfo is not None
+    # A time older than the one written (another process's late flush) never moves it back.
+    seen.pending["i1"] = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+    seen.flush()
+    assert listed()["i1"] == first

@@ -55,7 +55,6 @@ def test_config_values_and_defaults(tmp_path):
         ("[agent]\nstate_dir = relative\n", "absolute"),
         ("[agent]\nmount_point_owner = nosuchuser\n", "mount_point_owner"),
         ("no section\n", "agent.conf"),
-        ("[agent]\nsource = api\n", "[agent] source = api needs [api] url"),
         ("[agent]\nsource = api, fiel\n", "unknown source 'fiel'"),
         ("[agent]\nsource = file file\n", "'file' is named twice"),
         ("[agent]\nsource = ,\n", "name at least one source"),
