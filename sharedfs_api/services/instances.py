@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Callable, List, Sequence, Tuple
 
 from sqlalchemy import delete, select
@@ -18,6 +19,8 @@ from .lookup import find_fs, find_instance
 from .tx import run
 
 __all__ = ["InstanceService"]
+
+log = logging.getLogger(__name__)
 
 CLOUD = Principal("admin")  # the cloud's own notifications act with an admin's rights
 
@@ -125,12 +128,37 @@ class InstanceService:
         with self.sessions() as session:
             if session.get(db.DeletedInstance, instance_id) is not None:
                 return
+        self._claim(project, instance_id)
         try:
             self.put_instance(CLOUD, project, instance_id, InstanceIn(addresses=list(addresses)))
         except ApiError as e:  # a bad id, another project's instance id, deleted meanwhile
             raise ValueError(e.message) from None
 
     set_addresses = register  # both say "exists with exactly these addresses"
+
+    def _claim(self, project: str, instance_id: str) -> None:
+        """The cloud's word wins: an id the cloud places in `project` that another project registered
+        (by mistake or to squat it) leaves that project with its tokens, states and access first."""
+
+        def take(session: Session) -> List[int]:
+            instance = session.get(db.Instance, instance_id)
+            retired = session.get(db.RetiredInstance, instance_id)
+            if retired is not None and retired.project != project:
+                session.delete(retired)
+            if instance is None or instance.project == project:
+                return []
+            log.warning("instance %s: registered in project %s, but the cloud says %s; moved",
+                        instance_id, instance.project, project)  # fmt: skip
+            reached = [fs.id for fs in Access.reached(session, instance_id, instance.project)]
+            session.execute(delete(db.Token).where(db.Token.instance_id == instance_id))
+            session.execute(delete(db.MountState).where(db.MountState.instance_id == instance_id))
+            session.delete(instance)
+            return reached
+
+        reached = run(self.sessions, take)
+        if reached:
+            self.access.sync_all(reached)
+            self.changed()
 
     def deregister(self, instance_id: str) -> None:
         """The cloud deleted the instance: its registration and tokens go, its addresses leave every
@@ -157,8 +185,7 @@ class InstanceService:
             if session.get(db.DeletedInstance, instance_id) is not None:
                 raise Conflict(f"instance {instance_id!r} was deleted in the cloud")
             known = session.get(db.Instance, instance_id)
-        if known is None:
+        if known is None or known.project != project:
+            self._claim(project, instance_id)  # the cloud's word wins over a squatter's registration
             self.put_instance(CLOUD, project, instance_id, InstanceIn())
-        elif known.project != project:
-            raise Conflict(f"instance {instance_id!r} is registered in project {known.project!r}")
         return store_token(self.sessions, "instance", project, instance_id)

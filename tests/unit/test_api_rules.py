@@ -551,3 +551,26 @@ def test_last_seen_is_kept_in_memory_and_written_in_one_batch(world):
     seen.pending["i1"] = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
     seen.flush()
     assert listed()["i1"] == first
+
+
+def test_the_clouds_word_wins_over_a_squatted_instance_id(world):
+    """p2 registered the id Nova then creates in p1 (a mistake or a squat): Nova's notification moves
+    it, with its old project's tokens and access, and p2's filesystem no longer reaches its address."""
+    world.create("p2", "p2home", scope="project")
+    world.register("p2", "vm-x", "10.0.1.50")
+    assert "10.0.1.50" in world.fake.access["p2home"]
+    from sharedfs_api.auth import store_token
+
+    store_token(world.sessions, "instance", "p2", "vm-x")
+    world.create("p1", "p1home", scope="project")
+    world.services.instances.register("p1", "vm-x", ["10.0.0.50"])
+    listed = {i["id"]: i for i in world.services.instances.list_instances(ADMIN, "p1")}
+    assert listed["vm-x"]["addresses"] == ["10.0.0.50"]
+    assert "vm-x" not in {i["id"] for i in world.services.instances.list_instances(ADMIN, "p2")}
+    assert "10.0.1.50" not in world.fake.access["p2home"] and "10.0.0.50" in world.fake.access["p1home"]
+    with world.sessions() as session:
+        assert session.query(db.Token).filter(db.Token.instance_id == "vm-x").count() == 0
+    # Vendordata at boot for an id another project holds: the cloud's word wins there too.
+    world.register("p2", "vm-y", "10.0.1.51")
+    assert world.services.instances.enroll("p1", "vm-y")
+    assert "vm-y" in {i["id"] for i in world.services.instances.list_instances(ADMIN, "p1")}
