@@ -45,9 +45,14 @@ def test_the_secret_enrolls_and_the_token_is_the_instances(server):
     assert entry["last_seen"] is not None  # it GOT its view above
 
 
-def test_an_instance_of_another_project_or_a_bad_body_is_refused(server):
-    assert server.call("POST", "/v1.1/vendordata", SECRET, json=body("v2", "p1")).status_code == 200
-    assert server.call("POST", "/v1.1/vendordata", SECRET, json=body("v2", "p2")).status_code == 409
+def test_nova_places_the_instance_and_a_bad_body_is_refused(server):
+    # Nova is the cloud: where it says the instance is wins over an earlier registration
+    # (invariant 17); the earlier project's token for it stops working.
+    first = server.call("POST", "/v1.1/vendordata", SECRET, json=body("v2", "p1"))
+    assert first.status_code == 200
+    assert server.call("POST", "/v1.1/vendordata", SECRET, json=body("v2", "p2")).status_code == 200
+    old = server.call("GET", "/v1.1/p1/os-instances/v2/filesystems", first.json()["token"])
+    assert old.status_code == 401, old.text
     assert server.call("POST", "/v1.1/vendordata", SECRET, json={"instance-id": "v3"}).status_code == 400
     assert server.call("POST", "/v1.1/vendordata", SECRET, json=body("../x")).status_code == 400
 
