@@ -292,16 +292,32 @@ def _cloud_config_options(p):
     return p
 
 
+def _with_db(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--db", help=f"database URL (default ${ENV_DB} or {db.DEFAULT_URL}, in the working directory)")
+    return p
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sharedfs-api", description="the os-filesystem control plane")
     parser.add_argument("--version", action="version", version=f"sharedfs-api {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _serve_parser(sub)
+    _nova_listener_parser(sub)
+    _token_parsers(sub)
+    _instance_parsers(sub)
+    _cloud_config_parsers(sub)
+    reconcile = _with_backends(_with_db(sub.add_parser(
+        "reconcile", help="finish pending creates and deletes, then reconcile backends with the database "
+                          "(what a server does at start and every 5 minutes)")))  # fmt: skip
+    reconcile.set_defaults(func=cmd_reconcile)
+    dbp = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    upgrade = _with_db(dbp.add_parser("upgrade", help="migrate the schema to the newest version, keeping data"))
+    upgrade.set_defaults(func=cmd_db_upgrade)
+    return parser
 
-    def with_db(p):
-        p.add_argument("--db", help=f"database URL (default ${ENV_DB} or {db.DEFAULT_URL}, in the working directory)")
-        return p
 
-    serve = _with_backends(with_db(sub.add_parser("serve", help="run the API server")))
+def _serve_parser(sub) -> None:
+    serve = _with_backends(_with_db(sub.add_parser("serve", help="run the API server")))
     serve.add_argument("--listen", default="127.0.0.1:8776", help="HOST:PORT (default 127.0.0.1:8776)")
     serve.add_argument("--max-wait", type=int, default=120, help="longest long-poll hold in seconds (default 120)")
     serve.add_argument("--max-connections", type=int, default=4096,
@@ -327,44 +343,46 @@ def _parser() -> argparse.ArgumentParser:
                        help="seconds between reconciles of the backends with the database (default 300)")  # fmt: skip
     serve.set_defaults(func=cmd_serve)
 
-    nova = _openstack_config_option(_with_backends(with_db(sub.add_parser(
+
+def _nova_listener_parser(sub) -> None:
+    nova = _openstack_config_option(_with_backends(_with_db(sub.add_parser(
         "nova-listener", help="follow Nova's instance lifecycle (versioned notifications over oslo.messaging)"))))  # fmt: skip
     nova.add_argument("--transport-url", help="e.g. rabbit://USER:PASS@HOST:5672/ (default: from --openstack-config)")
     nova.add_argument("--pool", default="sharedfs", help="listener pool, also its durable queue's name (default sharedfs)")
     nova.set_defaults(func=cmd_nova_listener)
 
+
+def _token_parsers(sub) -> None:
     token = sub.add_parser("token", help="manage API tokens").add_subparsers(dest="token_command", required=True)
-    create = with_db(token.add_parser("create", help="create a token and print it (shown only once)"))
+    create = _with_db(token.add_parser("create", help="create a token and print it (shown only once)"))
     create.add_argument("--role", required=True, choices=ROLES)
     create.add_argument("--project")
     create.add_argument("--instance")
     create.add_argument("--expires-in", type=int, metavar="SECONDS", help="refused after this long (default: never)")
     create.set_defaults(func=cmd_token_create)
-    with_db(token.add_parser("list", help="every token's id, role, project, instance and expiry (no secrets)")
-            ).set_defaults(func=cmd_token_list)  # fmt: skip
-    revoke = with_db(token.add_parser("revoke", help="revoke a token by its id (from token list)"))
+    _with_db(token.add_parser("list", help="every token's id, role, project, instance and expiry (no secrets)")
+             ).set_defaults(func=cmd_token_list)  # fmt: skip
+    revoke = _with_db(token.add_parser("revoke", help="revoke a token by its id (from token list)"))
     revoke.add_argument("id", help="the token's id, or enough of its start to be unique")
     revoke.set_defaults(func=cmd_token_revoke)
 
+
+def _instance_parsers(sub) -> None:
     instance = sub.add_parser("instance", help="manage instances").add_subparsers(
         dest="instance_command", required=True
     )
-    add = _with_backends(with_db(instance.add_parser(
+    add = _with_backends(_with_db(instance.add_parser(
         "add", help="register an instance and its addresses (give the server's backends: access lists follow)")))  # fmt: skip
     add.add_argument("--project", required=True)
     add.add_argument("--id", required=True)
     add.add_argument("--address", action="append", default=[])
     add.set_defaults(func=cmd_instance_add)
-    listing = with_db(instance.add_parser("list", help="list instances"))
-    listing.set_defaults(func=cmd_instance_list)
+    _with_db(instance.add_parser("list", help="list instances")).set_defaults(func=cmd_instance_list)
 
-    userdata = _cloud_config_options(
-        with_db(
-            sub.add_parser(
-                "user-data", help="#cloud-config for one instance: installs, configures and starts sharedfs-agent"
-            )
-        )
-    )
+
+def _cloud_config_parsers(sub) -> None:
+    userdata = _cloud_config_options(_with_db(sub.add_parser(
+        "user-data", help="#cloud-config for one instance: installs, configures and starts sharedfs-agent")))  # fmt: skip
     userdata.add_argument("--instance", required=True, help="the instance id (a new instance token is made)")
     userdata.add_argument("--project", required=True)
     userdata.set_defaults(func=cmd_user_data)
@@ -372,16 +390,6 @@ def _parser() -> argparse.ArgumentParser:
         "vendor-data", help="#cloud-config for every instance; each gets its token from instance metadata "
                             "sharedfs_token and finds its id and project itself"))  # fmt: skip
     vendordata.set_defaults(func=cmd_vendor_data)
-
-    reconcile = _with_backends(with_db(sub.add_parser(
-        "reconcile", help="finish pending creates and deletes, then reconcile backends with the database "
-                          "(what a server does at start and every 5 minutes)")))  # fmt: skip
-    reconcile.set_defaults(func=cmd_reconcile)
-
-    dbp = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
-    upgrade = with_db(dbp.add_parser("upgrade", help="migrate the schema to the newest version, keeping data"))
-    upgrade.set_defaults(func=cmd_db_upgrade)
-    return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
