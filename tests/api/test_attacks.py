@@ -46,7 +46,7 @@ def test_a_project_cannot_take_or_detect_another_projects_instance_id(world):
         assert answer.status_code == 409, answer.text
         assert answer.json()["error"]["message"] == f"instance id {name!r} is not available"
     listed = world.call("GET", "/v1.1/p2/os-instances", "proj2").json()["instances"]
-    assert {"id": "owned-by-p2", "project": "p2", "addresses": ["10.9.1.7"]} in listed
+    assert {"id": "owned-by-p2", "project": "p2", "addresses": ["10.9.1.7"], "last_seen": None} in listed
 
 
 def test_a_deregistered_instances_token_cannot_register_it_again(world):
