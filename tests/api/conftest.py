@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from devtools.apiserver import ApiServer
+from devtools.postgres import Postgres
+from devtools.workspace import workspace
+from tests.support import require
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,4 +52,19 @@ def world(tmp_path_factory):
     assert w.register("p1", "i2", "10.9.0.2").status_code == 201
     assert w.register("p2", "j1", "10.9.1.1").status_code == 201
     yield w
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres(request):
+    """A PostgreSQL server of the module's own (initdb + pg_ctl on a private socket and port)."""
+    require(shutil.which("runuser") is not None or os.geteuid() != 0, "runuser (util-linux)")
+    try:
+        from devtools.postgres import bindir
+
+        bindir()
+    except RuntimeError as e:
+        require(False, str(e))
+    server = Postgres(workspace() / f"pg-{request.module.__name__.rsplit('.', 1)[-1]}-{os.getpid()}").start()
+    yield server
     server.stop()

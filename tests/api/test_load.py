@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import statistics
 import threading
@@ -18,12 +17,9 @@ import requests
 from sqlalchemy import select
 
 from devtools.apiserver import ApiServer
-from devtools.postgres import Postgres
-from devtools.workspace import workspace
 from sharedfs_api import db
 from sharedfs_api.representations import agent_document, agent_entry
 from sharedfs_api.services.access import Access
-from tests.support import require
 
 pytestmark = [pytest.mark.root, pytest.mark.gluster]
 
@@ -34,19 +30,6 @@ PROJECTS = ("lp1", "lp2", "lp3")
 INSTANCES = [(p, f"{p}-vm{n}") for p in PROJECTS for n in range(4)]
 NAMES = [(p, f"{p}-fs{n}") for p in PROJECTS for n in range(6)]
 
-
-@pytest.fixture(scope="module")
-def postgres():
-    require(shutil.which("runuser") is not None or os.geteuid() != 0, "runuser (util-linux)")
-    try:
-        from devtools.postgres import bindir
-
-        bindir()
-    except RuntimeError as e:
-        require(False, str(e))
-    server = Postgres(workspace() / f"pg-load-{os.getpid()}").start()
-    yield server
-    server.stop()
 
 
 def volume_acls(glusterd, brick_root) -> Dict[str, Set[str]]:

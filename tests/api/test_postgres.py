@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 import time
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from devtools.apiserver import ApiServer
-from devtools.postgres import Postgres
-from devtools.workspace import workspace
 from sharedfs_api import db
-from tests.support import require
 
 GL = {"export": "gl1:/vol", "fs_type": "glusterfs", "size": "1Gb"}
 
-
-@pytest.fixture(scope="module")
-def postgres():
-    require(shutil.which("runuser") is not None or os.geteuid() != 0, "runuser (util-linux)")
-    try:
-        from devtools.postgres import bindir
-
-        bindir()
-    except RuntimeError as e:
-        require(False, str(e))
-    server = Postgres(workspace() / f"pg-{os.getpid()}").start()
-    yield server
-    server.stop()
 
 
 def test_change_on_one_process_wakes_long_poll_on_another(postgres, tmp_path):

@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 
-import pytest
-
 from devtools.apiserver import ApiServer
-from devtools.postgres import Postgres
-from devtools.workspace import workspace
-from tests.support import require, wait_for
+from tests.support import wait_for
 
 VIEW = "/v1.1/p1/os-instances/i1/filesystems"
 
-
-@pytest.fixture(scope="module")
-def postgres():
-    require(shutil.which("runuser") is not None or os.geteuid() != 0, "runuser (util-linux)")
-    try:
-        from devtools.postgres import bindir
-
-        bindir()
-    except RuntimeError as e:
-        require(False, str(e))
-    server = Postgres(workspace() / f"pg-tokens-{os.getpid()}").start()
-    yield server
-    server.stop()
 
 
 def token_id(server: ApiServer, role: str) -> str:

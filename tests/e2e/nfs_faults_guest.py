@@ -10,62 +10,40 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
+
+from guest_agent import GuestAgent, mount_fields, post
 
 CONTROL, EXPORT, TAG = sys.argv[1], sys.argv[2], sys.argv[3]
-BASE = "/mnt/sfs-faults"
 # Long enough that `status` (a Python start on an emulated CPU, ~15 s beside a pass) ends while the pass waits.
 PROBE_TIMEOUT = 20
 NFS_MP, OTHER_MP = "/mnt/share/nfs", "/mnt/share/other"
 OPTIONS = ["vers=4.2", "port=2049", "noac"]  # noac: the probe asks the server, not the attribute cache
-subprocess.run(["mkdir", "-p", f"{BASE}/state"], check=True)
-with open(f"{BASE}/fstab", "w") as f:
-    f.write("# guest fstab\n")
-with open(f"{BASE}/agent.conf", "w") as f:
-    f.write(
-        f"[agent]\nsource = file\nstate_dir = {BASE}/state\nfstab = {BASE}/fstab\nallowed_roots = /mnt/share\n"
-        f"mount_timeout = 30\nprobe_timeout = {PROBE_TIMEOUT}\n[file]\npath = {BASE}/doc.json\n"
-    )
+agent = GuestAgent("/mnt/sfs-faults", f"probe_timeout = {PROBE_TIMEOUT}\n[file]\npath = /mnt/sfs-faults/doc.json\n",
+                   mount_timeout=30)  # fmt: skip
 NFS = {"name": "nfs", "fs_type": "nfs", "export": EXPORT, "mount_point": NFS_MP, "mount_options": OPTIONS}
 OTHER = {"name": "other", "fs_type": "virtiofs", "export": TAG, "mount_point": OTHER_MP}
 
 
-def desire(*entries):
-    with open(f"{BASE}/doc.json", "w") as f:
-        json.dump({"filesystems": list(entries)}, f)
-
-
-def agent(*args):
-    return [sys.executable, "-m", "sharedfs_agent", *args, "--config", f"{BASE}/agent.conf"]
-
-
 def once():
-    run = subprocess.run(agent("once"), capture_output=True, text=True)
-    return run.returncode, run.stderr[-1200:]
+    return agent.once(tail=1200)
 
 
 def control(action):
-    request = urllib.request.Request(f"{CONTROL}/{action}", data=b"", method="POST")
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=20) as answer:
-        return answer.status
+    return post(f"{CONTROL}/{action}")
 
 
 def mount_id(mp):
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            if fields[4] == mp:
-                return int(fields[0])
-    return None
+    fields = mount_fields(mp)
+    return int(fields[0]) if fields else None
 
 
 def states():
-    run = subprocess.run(agent("status", "--json"), capture_output=True, text=True, timeout=20)
+    run = subprocess.run(agent.argv("status", "--json"), capture_output=True, text=True, timeout=20)
     return {fs["name"]: [fs["state"], fs.get("detail", "")] for fs in json.loads(run.stdout)["filesystems"]}
 
 
 result = {}
-desire(NFS)
+agent.desire(NFS)
 result["attach_rc"], result["attach_log"] = once()
 first = mount_id(NFS_MP)
 result["mounted"] = first is not None
@@ -81,9 +59,9 @@ except OSError as e:
     result["read_after_remount"] = str(e)
 # A server that stops answering: reported, left alone; the other filesystem and status go on.
 result["stop_control"] = control("stop")
-desire(NFS, OTHER)
+agent.desire(NFS, OTHER)
 start = time.monotonic()
-proc = subprocess.Popen(agent("once"), stderr=subprocess.PIPE, text=True)
+proc = subprocess.Popen(agent.argv("once"), stderr=subprocess.PIPE, text=True)
 time.sleep(1)
 status_start = time.monotonic()
 result["status_during"] = states()
@@ -97,7 +75,7 @@ result["nfs_left_alone"] = mount_id(NFS_MP) == second
 result["other_mounted"] = mount_id(OTHER_MP) is not None
 result["cont_control"] = control("cont")
 result["recovered_rc"], result["recovered_log"] = once()
-desire()
+agent.desire()
 result["detach_rc"], result["detach_log"] = once()
 result["after"] = [mount_id(NFS_MP), mount_id(OTHER_MP)]
 print("FAULT-RESULT " + json.dumps(result), flush=True)

@@ -5,52 +5,22 @@ mounted it, writes a file through it, detaches, checks it is gone; prints one GU
 """
 
 import json
-import subprocess
 import sys
 
+from guest_agent import GuestAgent, kernel_type
+
 VERSION, EXPORT = sys.argv[1], sys.argv[2]
-BASE = "/mnt/sfs"  # a tmpfs in the guest
 MP = "/mnt/share/data"
 options = [f"vers={VERSION}", "proto=tcp", "port=2049"]
 if VERSION == "3":
     options += ["mountport=20048", "mountproto=tcp", "nolock"]  # no rpcbind is forwarded in
-subprocess.run(["mkdir", "-p", f"{BASE}/state"], check=True)
-with open(f"{BASE}/fstab", "w") as f:
-    f.write("# guest fstab\n")
-with open(f"{BASE}/agent.conf", "w") as f:
-    f.write(
-        f"[agent]\nsource = file\nstate_dir = {BASE}/state\nfstab = {BASE}/fstab\nallowed_roots = /mnt/share\n"
-        f"mount_timeout = 60\n[file]\npath = {BASE}/doc.json\n"
-    )
-
-
-def desire(entries):
-    with open(f"{BASE}/doc.json", "w") as f:
-        json.dump({"filesystems": entries}, f)
-
-
-def once():
-    run = subprocess.run(
-        [sys.executable, "-m", "sharedfs_agent", "once", "--config", f"{BASE}/agent.conf"],
-        capture_output=True,
-        text=True,
-    )
-    return run.returncode, run.stderr[-800:]
-
-
-def mounted():
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            if fields[4] == MP:
-                return fields[fields.index("-") + 1]
-    return None
+agent = GuestAgent("/mnt/sfs", "[file]\npath = /mnt/sfs/doc.json\n")  # /mnt is the guest's tmpfs
 
 
 result = {"version": VERSION}
-desire([{"name": "share", "fs_type": "nfs", "export": EXPORT, "mount_point": MP, "mount_options": options}])
-result["attach_rc"], result["attach_log"] = once()
-result["fstype"] = mounted()
+agent.desire({"name": "share", "fs_type": "nfs", "export": EXPORT, "mount_point": MP, "mount_options": options})
+result["attach_rc"], result["attach_log"] = agent.once()
+result["fstype"] = kernel_type(MP)
 result["wrote"] = False
 if result["fstype"] in ("nfs", "nfs4"):  # never write into the directory under a failed mount
     try:
@@ -59,11 +29,10 @@ if result["fstype"] in ("nfs", "nfs4"):  # never write into the directory under 
         result["wrote"] = True
     except OSError as e:
         result["wrote"] = str(e)
-with open(f"{BASE}/fstab") as f:
-    result["lines_attached"] = [line for line in f if "x-sharedfs-agent" in line]
-desire([])
-result["detach_rc"], result["detach_log"] = once()
-result["fstype_after"] = mounted()
-with open(f"{BASE}/fstab") as f:
+result["lines_attached"] = agent.our_lines()
+agent.desire()
+result["detach_rc"], result["detach_log"] = agent.once()
+result["fstype_after"] = kernel_type(MP)
+with open(f"{agent.base}/fstab") as f:
     result["fstab_after"] = f.read()
 print("GUEST-RESULT " + json.dumps(result), flush=True)
