@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
@@ -26,20 +25,6 @@ def setup(glusterd, workdir):
         ns.close()
 
 
-def settled(server, token, tenant, name, timeout=120.0):
-    """The entry once the worker is done with it (not creating or deleting), None once it is gone."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        answer = server.call("GET", f"/v1.1/{tenant}/os-filesystem/{name}", token)
-        if answer.status_code == 404:
-            return None
-        entry = answer.json()["fs_entry"]
-        if entry["status"] not in ("creating", "deleting"):
-            return entry
-        time.sleep(0.2)
-    raise AssertionError(f"{tenant}/{name} still {entry['status']} after {timeout} s")
-
-
 def auth_allow(glusterd, volume):
     out = glusterd.gluster("volume", "get", volume, "auth.allow").stdout
     return out.split("auth.allow", 1)[1].split()[0]
@@ -51,7 +36,7 @@ def test_volume_with_quota_and_access_following_connections(setup, workdir):
     assert put.status_code == 201
     created = server.call("PUT", "/v1.1/p1/os-filesystem/drv1", admin, json={"fs_entry": {"size": "1Gb"}})
     assert (created.status_code, created.json()["fs_entry"]["status"]) == (202, "creating"), created.text
-    entry = settled(server, admin, "p1", "drv1")
+    entry = server.settled(admin, "p1", "drv1")
     assert (entry["status"], entry["export"], entry["fs_type"]) == ("available", f"{glusterd.host}:/drv1", "glusterfs")
     info = glusterd.gluster("volume", "info", "drv1").stdout
     assert "Status: Started" in info and "features.quota: on" in info
@@ -75,7 +60,7 @@ def test_volume_with_quota_and_access_following_connections(setup, workdir):
     assert not refused_again, output
 
     assert server.call("DELETE", "/v1.1/p1/os-filesystem/drv1", admin).status_code == 202
-    assert settled(server, admin, "p1", "drv1") is None
+    assert server.settled(admin, "p1", "drv1") is None
     assert "drv1" not in glusterd.gluster("volume", "list").stdout.split()
     assert not (workdir / "driver-bricks" / "drv1").exists()
 
@@ -84,7 +69,7 @@ def test_project_scope_follows_membership(setup):
     server, admin, ns, glusterd = setup
     assert server.call("PUT", "/v1.1/p2/os-filesystem/drv2", admin,
                        json={"fs_entry": {"size": "512Mb", "scope": "project"}}).status_code == 202  # fmt: skip
-    assert settled(server, admin, "p2", "drv2")["status"] == "available"
+    assert server.settled(admin, "p2", "drv2")["status"] == "available"
     assert auth_allow(glusterd, "drv2") == "0.0.0.0"
     server.call("PUT", "/v1.1/p2/os-instances/late", admin, json={"instance": {"addresses": ["10.213.78.2"]}})
     assert auth_allow(glusterd, "drv2") == "10.213.78.2"
@@ -93,7 +78,7 @@ def test_project_scope_follows_membership(setup):
     server.call("DELETE", "/v1.1/p2/os-instances/late", admin)
     assert auth_allow(glusterd, "drv2") == "10.213.78.3"
     assert server.call("DELETE", "/v1.1/p2/os-filesystem/drv2", admin).status_code == 202
-    assert settled(server, admin, "p2", "drv2") is None
+    assert server.settled(admin, "p2", "drv2") is None
 
 
 def test_driver_failure_leaves_an_error_row_and_no_volume(setup, workdir):
@@ -101,7 +86,7 @@ def test_driver_failure_leaves_an_error_row_and_no_volume(setup, workdir):
     (workdir / "driver-bricks" / "taken").mkdir(parents=True)
     created = server.call("PUT", "/v1.1/p1/os-filesystem/taken", admin, json={"fs_entry": {"size": "1Gb"}})
     assert created.status_code == 202
-    entry = settled(server, admin, "p1", "taken")
+    entry = server.settled(admin, "p1", "taken")
     assert entry["status"] == "error" and "already exists" in entry["status_detail"] and entry["export"] == ""
     assert "taken" not in glusterd.gluster("volume", "list").stdout.split()
     view = server.call("GET", "/v1.1/p1/os-filesystem/taken", admin).json()["fs_entry"]
@@ -120,13 +105,13 @@ def test_an_access_list_too_long_is_refused_for_that_filesystem_only(setup, work
     created = server.call("PUT", "/v1.1/wide/os-filesystem/widefs", admin,
                           json={"fs_entry": {"size": "512Mb", "scope": "project"}})  # fmt: skip
     assert created.status_code == 202, created.text
-    shown = settled(server, admin, "wide", "widefs")  # the worker makes it, then sends its access list
+    shown = server.settled(admin, "wide", "widefs")  # the worker makes it, then sends its access list
     assert shown["status"] == "available"
     assert "access list too long" in shown["status_detail"], shown
     assert auth_allow(glusterd, "widefs") == "0.0.0.0"  # it keeps what it had: nobody
     # Another project's filesystem is not affected.
     assert server.call("PUT", "/v1.1/p1/os-filesystem/narrowfs", admin, json={"fs_entry": {"size": "512Mb"}}).ok
-    narrow = settled(server, admin, "p1", "narrowfs")
+    narrow = server.settled(admin, "p1", "narrowfs")
     server.call("PUT", "/v1.1/p1/os-instances/vm1", admin, json={"instance": {"addresses": [ns.address]}})
     assert server.call("PUT", "/v1.1/p1/os-filesystem/narrowfs/instances/vm1", admin).status_code == 201
     assert auth_allow(glusterd, "narrowfs") == ns.address
