@@ -43,7 +43,8 @@ def share(api: ApiServer, admin: str, project: str, name: str) -> None:
     """A project-scope filesystem at MOUNT: every instance of the project should get it."""
     created = api.call("PUT", f"/v1.1/{project}/os-filesystem/{name}", admin,
                        json={"fs_entry": {"size": "1Gb", "scope": "project", "mount_point": MOUNT}})  # fmt: skip
-    assert created.status_code == 201, created.text
+    assert created.status_code == 202, created.text  # the server's worker makes the volume
+    assert api.settled(admin, project, name)["status"] == "available"
 
 
 def assert_cloud_init_done(container: Container) -> None:
