@@ -92,7 +92,9 @@ async def hold_polls(server, count: int):
 def test_sigterm_answers_1000_held_long_polls_and_exits_within_two_seconds(server):
     async def run():
         pairs = await hold_polls(server, 1000)
-        await asyncio.sleep(3)  # every poll reached its wait (1,000 token checks and snapshots)
+        # Every poll reached its wait (1,000 token checks and snapshots): the server is idle again.
+        await asyncio.sleep(1)
+        await asyncio.get_running_loop().run_in_executor(None, wait_quiet, server.proc.pid)
         assert server.proc.poll() is None
         start = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
