@@ -276,8 +276,16 @@ def _run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> ExitStatus:
                                                   export=args.export)  # fmt: skip
         if not created:
             err.write(f"sharedfs: {sanitize(args.name)} already exists with these settings\n")
+        if not args.wait:
+            emit(render_one(entry, FS_FIELDS, fmt))  # most likely "creating": the server's worker makes it
+            return ExitStatus.OK
+        status = wait_and_report(client, args.name, Goal("mounted"), args.timeout, err)
+        try:
+            entry = client.get_filesystem(args.name)  # as the wait left it: available (or error), not creating
+        except ClientError:
+            pass
         emit(render_one(entry, FS_FIELDS, fmt))
-        return wait_and_report(client, args.name, Goal("mounted"), args.timeout, err) if args.wait else ExitStatus.OK
+        return status
     if verb == "delete":
         client.delete_filesystem(args.name)
         return wait_and_report(client, args.name, Goal("gone"), args.timeout, err) if args.wait else ExitStatus.OK
