@@ -115,7 +115,7 @@ class Client:
         if mount_options:
             entry["mount_options"] = list(mount_options)
         reply = self._call("PUT", "os-filesystem", name, body={"fs_entry": entry})
-        return reply.status == 201, self._object(reply, "fs_entry")
+        return reply.status in (201, 202), self._object(reply, "fs_entry")  # 202: the server makes it now
 
     def delete_filesystem(self, name: str) -> None:
         self._call("DELETE", "os-filesystem", name)

@@ -57,10 +57,15 @@ def shot(driver, name: str) -> None:
 
 
 def text_of(driver, css: str) -> str:
+    """The element's text now; "" while it is absent or being replaced (the page redraws its rows live)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else ""
+    try:
+        found = driver.find_elements(By.CSS_SELECTOR, css)
+        return found[0].text if found else ""
+    except StaleElementReferenceException:
+        return ""
 
 
 def test_dashboard_end_to_end(stack, browser):
