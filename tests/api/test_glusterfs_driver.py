@@ -8,6 +8,7 @@ import pytest
 
 from devtools.apiserver import ApiServer
 from devtools.netns import NetNamespace, mount_and_write
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.gluster]
 
@@ -105,9 +106,12 @@ def test_an_access_list_too_long_is_refused_for_that_filesystem_only(setup, work
     created = server.call("PUT", "/v1.1/wide/os-filesystem/widefs", admin,
                           json={"fs_entry": {"size": "512Mb", "scope": "project"}})  # fmt: skip
     assert created.status_code == 202, created.text
-    shown = server.settled(admin, "wide", "widefs")  # the worker makes it, then sends its access list
-    assert shown["status"] == "available"
-    assert "access list too long" in shown["status_detail"], shown
+    assert server.settled(admin, "wide", "widefs")["status"] == "available"  # the worker made it
+
+    def detail():  # the access list goes to the driver just after the volume is made
+        return server.call("GET", "/v1.1/wide/os-filesystem/widefs", admin).json()["fs_entry"]["status_detail"]
+
+    assert wait_for(lambda: "access list too long" in detail(), timeout=30), detail()
     assert auth_allow(glusterd, "widefs") == "0.0.0.0"  # it keeps what it had: nobody
     # Another project's filesystem is not affected.
     assert server.call("PUT", "/v1.1/p1/os-filesystem/narrowfs", admin, json={"fs_entry": {"size": "512Mb"}}).ok
