@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Dict, Iterable, Mapping
 
-from ..plugins import entry_points as installed_entry_points
+from ..plugins import load
 from .api import ApiPlugin
 from .base import Key, Reporter, Source, SourcePlugin
 from .file import FilePlugin
@@ -13,7 +12,6 @@ from .nova_shares import NovaSharesPlugin
 
 __all__ = ["Source", "SourcePlugin", "Reporter", "Key", "BUILTIN", "ENTRY_POINT_GROUP", "KINDS", "registry", "build"]
 
-log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "sharedfs_agent.sources.v1"
 
@@ -28,10 +26,6 @@ KINDS = ("str", "path", "url", "seconds")  # what config.py knows how to check
 RESERVED = ("agent", "metrics")  # the agent's own sections: no source may be named so
 
 
-def _entry_points() -> Iterable:
-    return installed_entry_points(ENTRY_POINT_GROUP)  # importlib.metadata only when a plugin is installed
-
-
 def _check(plugin: Any) -> SourcePlugin:
     if not isinstance(plugin, SourcePlugin) or not plugin.name:
         raise TypeError("not a SourcePlugin with a name")
@@ -44,18 +38,7 @@ def _check(plugin: Any) -> SourcePlugin:
 def registry(entry_points: Iterable = None) -> Dict[str, SourcePlugin]:
     """name -> plugin. A third-party plugin that fails to load is logged and skipped; one that
     claims a built-in name, another plugin's name or an agent section is refused."""
-    plugins: Dict[str, SourcePlugin] = {name: cls() for name, cls in BUILTIN.items()}
-    for ep in _entry_points() if entry_points is None else entry_points:
-        try:
-            plugin = _check(ep.load()())
-        except Exception as e:  # a broken plugin must not stop the agent
-            log.error("source plugin %s skipped: %s", ep.name, e)
-            continue
-        if plugin.name in plugins or plugin.name in RESERVED:
-            log.error("source plugin %s skipped: the name %r is already taken", ep.name, plugin.name)
-            continue
-        plugins[plugin.name] = plugin
-    return plugins
+    return load("source", ENTRY_POINT_GROUP, BUILTIN, _check, lambda plugin: plugin.name, RESERVED, entry_points)
 
 
 def build(plugin: SourcePlugin, settings: Mapping[str, Any]) -> Source:
