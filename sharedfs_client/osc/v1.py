@@ -97,25 +97,27 @@ class ListFilesystem(_Translated, command.Lister):
         return FS_HEADINGS, [tuple(row.get(c) for c in FS_COLUMNS) for row in rows]
 
 
-class ShowFilesystem(_Translated, command.ShowOne):
-    """Show one filesystem"""
+class _Named(_Translated):
+    """A command on one filesystem, named by its first argument."""
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
         parser.add_argument("name", metavar="<name>")
         return parser
 
+
+class ShowFilesystem(_Named, command.ShowOne):
+    """Show one filesystem"""
+
     def take_action(self, parsed_args):
         return _show(self.client.get_filesystem(parsed_args.name))
 
 
-class DeleteFilesystem(_Translated, command.Command):
+class DeleteFilesystem(_Named, command.Command):
     """Delete a filesystem and its storage (its instances unmount it)"""
 
     def get_parser(self, prog_name):
-        parser = super().get_parser(prog_name)
-        parser.add_argument("name", metavar="<name>")
-        return _wait_options(parser, "unmounted and the filesystem gone")
+        return _wait_options(super().get_parser(prog_name), "unmounted and the filesystem gone")
 
     def take_action(self, parsed_args):
         self.client.delete_filesystem(parsed_args.name)
@@ -124,42 +126,36 @@ class DeleteFilesystem(_Translated, command.Command):
 
 
 class _InstanceCommand(_Translated, command.Command):
+    """Connect or disconnect (the client's method named by `action`), then follow it to `goal`."""
+
+    action = goal = ""
+
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
         parser.add_argument("name", metavar="<filesystem>")
         parser.add_argument("instance", metavar="<instance>", help="the instance's ID")
         return _wait_options(parser, self.goal)
 
+    def take_action(self, parsed_args):
+        getattr(self.client, self.action)(parsed_args.name, parsed_args.instance)
+        if parsed_args.wait:
+            self.follow(parsed_args.name, Goal(self.goal, parsed_args.instance), parsed_args)
+
 
 class ConnectFilesystem(_InstanceCommand):
     """Connect an instance to a filesystem (its agent mounts it)"""
 
-    goal = "mounted"
-
-    def take_action(self, parsed_args):
-        self.client.connect(parsed_args.name, parsed_args.instance)
-        if parsed_args.wait:
-            self.follow(parsed_args.name, Goal("mounted", parsed_args.instance), parsed_args)
+    action, goal = "connect", "mounted"
 
 
 class DisconnectFilesystem(_InstanceCommand):
     """Disconnect an instance from a filesystem (its agent unmounts it)"""
 
-    goal = "unmounted"
-
-    def take_action(self, parsed_args):
-        self.client.disconnect(parsed_args.name, parsed_args.instance)
-        if parsed_args.wait:
-            self.follow(parsed_args.name, Goal("unmounted", parsed_args.instance), parsed_args)
+    action, goal = "disconnect", "unmounted"
 
 
-class FilesystemInstances(_Translated, command.Lister):
+class FilesystemInstances(_Named, command.Lister):
     """Each instance of a filesystem: connected, mount state, detail, age of its last report"""
-
-    def get_parser(self, prog_name):
-        parser = super().get_parser(prog_name)
-        parser.add_argument("name", metavar="<name>")
-        return parser
 
     def take_action(self, parsed_args):
         rows = instances_with_age(self.client, parsed_args.name)
