@@ -232,14 +232,16 @@ def _project_url(project: str) -> str:
 
 @router.get("", response_class=HTMLResponse)
 async def home(request: Request):
-    who, _ = await _who(request, None, LIST)
-    if who is not None:
-        return _see(_project_url(who.project))
+    session = await run_in_threadpool(_sessions(request).get, request.cookies.get(SESSION_COOKIE))
+    if isinstance(session, Opened):
+        return _see(_project_url(session.project))
+    reason = "expired" if isinstance(session, Ended) else request.cookies.get(ENDED_COOKIE) or ""
     pre = secrets.token_urlsafe(32)
-    notice = ENDED.get(request.cookies.get(ENDED_COOKIE) or "", "")
-    response = _signin_page(request, pre, notice=notice)
+    response = _signin_page(request, pre, notice=ENDED.get(reason, ""))
     response.set_cookie(PRE_COOKIE, pre, httponly=True, samesite="strict", secure=_secure(request), path="/dashboard")
     response.delete_cookie(ENDED_COOKIE, path="/dashboard")
+    if request.cookies.get(SESSION_COOKIE):
+        response.delete_cookie(SESSION_COOKIE, path="/dashboard")
     return response
 
 

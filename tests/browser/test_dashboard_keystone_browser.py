@@ -50,9 +50,9 @@ def fill(b, **fields) -> None:
     b.find_element(By.ID, "signin").click()
 
 
-def sign_in(b, server, password=PASSWORD) -> None:
+def sign_in(b, server, password=PASSWORD, user="alpha-member") -> None:
     b.get(server.url + "/dashboard")
-    fill(b, user="alpha-member", password=password, project="alpha")
+    fill(b, user=user, password=password, project="alpha")
 
 
 def test_keystone_sign_in_sessions_across_processes_and_their_end(servers, keystone, browser):
@@ -105,6 +105,13 @@ def test_keystone_sign_in_sessions_across_processes_and_their_end(servers, keyst
         rows.execute("UPDATE dashboard_sessions SET expires_at = '2000-01-01 00:00:00.000000'")
     b.get(f"{first.url}/dashboard/projects/{alpha}")
     assert wait_for(lambda: "expired" in text_of(b, "#signin-notice"), timeout=10), b.page_source
+    # A reader sees the project but its token's policy refuses a change, as the JSON call would.
+    sign_in(b, first, user="alpha-reader")
+    assert wait_for(lambda: "ks-alpha" in text_of(b, "#filesystems"), timeout=15), b.page_source
+    b.find_element(By.ID, "f-name").send_keys("by-reader")
+    b.find_element(By.ID, "f-size").send_keys("1Gb")
+    b.find_element(By.ID, "create").click()
+    assert wait_for(lambda: "sharedfs:filesystem:create" in text_of(b, "#refused"), timeout=10), b.page_source
     for server in (first, second):
         server.log.flush()
         assert token not in (server.base / f"server-{server.port}.log").read_text()  # never in a log

@@ -134,6 +134,10 @@ def test_a_revoked_token_or_an_expired_session_signs_out_with_a_message(site, tm
     page = site.get("/dashboard")
     assert "your session has expired" in re.search(r'id="signin-notice">([^<]+)<', page.text).group(1)
     assert database.execute("SELECT count(*) FROM dashboard_sessions").fetchone() == (0,)
+    sign_in(site, site.tokens["p1"])  # straight to the sign-in page when the session ran out: it says so too
+    with database:
+        database.execute("UPDATE dashboard_sessions SET expires_at = '2000-01-01 00:00:00.000000'")
+    assert "your session has expired" in site.get("/dashboard").text
 
     sign_in(site, site.tokens["p1"])
     with database:
