@@ -33,7 +33,8 @@ def servers(keystone, tmp_path_factory):
     second = ApiServer(base / "b", db_url=url, extra_args=args).start()
     admin = keystone.token("admin", "admin", password="admin-secret")
     for project, name in (("alpha", "ks-alpha"), ("beta", "ks-beta")):
-        made = first.call("PUT", f"/v1.1/{keystone.project(project)}/os-filesystem/{name}", admin, json={"fs_entry": GL})
+        path = f"/v1.1/{keystone.project(project)}/os-filesystem/{name}"
+        made = first.call("PUT", path, admin, json={"fs_entry": GL})
         assert made.status_code == 201, made.text
     yield first, second, base / "api.db"
     second.stop()
