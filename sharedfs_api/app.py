@@ -21,6 +21,7 @@ from .errors import ApiError, Unauthorized
 from .routers import agents, dashboard, filesystems, instances, vendordata
 from .routers.agent_index import agent_index
 from .services import FLUSH_INTERVAL, LastSeen, make_services
+from .services.sessions import DashboardSessions
 from .view import AgentView, Hub, PgNotifier
 
 __all__ = ["Settings", "create_app"]
@@ -154,6 +155,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.view = AgentView(sessions, hub)
     app.state.hub = hub
     app.state.last_seen = LastSeen(sessions)
+    app.state.dashboard_sessions = DashboardSessions(sessions)  # in the database: any process serves any session
     _error_handlers(app)
     app.include_router(filesystems.router)
     app.include_router(instances.router)

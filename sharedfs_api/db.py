@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 __all__ = ["Base", "Filesystem", "Instance", "RetiredInstance", "Connection", "MountState", "Token", "Grant",
-           "make_engine", "make_sessions", "upgrade", "DEFAULT_URL", "WRITE"]  # fmt: skip
+           "DashboardSession", "make_engine", "make_sessions", "upgrade", "DEFAULT_URL", "WRITE"]  # fmt: skip
 
 DEFAULT_URL = "sqlite:///sharedfs.db"
 
@@ -145,6 +145,21 @@ class Token(Base):
     instance_id: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
     expires_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True), nullable=True)  # None: never
+
+
+class DashboardSession(Base):
+    """A dashboard sign-in, shared by every API process. Keyed by the SHA-256 of the cookie's
+    session id; the token it acts with is sealed with a key derived from that id, which only the
+    browser holds, so the table alone gives away neither a session nor a token."""
+
+    __tablename__ = "dashboard_sessions"
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(64))  # the project the dashboard opens on
+    user: Mapped[str] = mapped_column(String(255), default="")  # shown in the header (Keystone user name)
+    sealed_token: Mapped[str] = mapped_column(Text)  # nonce + AES-GCM of the token, base64
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 # Execution option of a session's connection that will write: on SQLite its transaction starts

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ApiError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict", "DriverError"]
+__all__ = ["ApiError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict", "Unavailable", "DriverError"]
 
 
 class ApiError(Exception):
@@ -31,6 +31,10 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     status = 409
+
+
+class Unavailable(ApiError):
+    status = 503
 
 
 class DriverError(Exception):

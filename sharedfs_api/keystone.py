@@ -8,20 +8,24 @@ have no Keystone identity: their tokens stay sharedfs's own and are resolved by 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 import webob
+from keystoneauth1 import exceptions as ks_exceptions
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
 from keystonemiddleware import auth_token
 from oslo_config import cfg
 from oslo_context import context as oslo_context
 from oslo_policy import policy
 
 from .auth import Principal
-from .errors import Forbidden, Unauthorized
+from .errors import Forbidden, Unauthorized, Unavailable
 
-__all__ = ["CATALOG_TYPE", "Identity", "KeystoneAuth", "list_rules", "rule_for"]
+__all__ = ["CATALOG_TYPE", "Identity", "KeystoneAuth", "SignedIn", "list_rules", "rule_for"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +87,19 @@ class Identity:
     policy_values: dict
 
 
+@dataclass(frozen=True)
+class SignedIn:
+    """A dashboard sign-in: the project-scoped token Keystone issued (kept server-side only)."""
+
+    token: str
+    project_id: str
+    user: str
+    expires_at: Optional[dt.datetime]
+
+
+SIGN_IN_TIMEOUT = 15.0  # seconds for Keystone to answer a dashboard sign-in
+
+
 def _authenticated(environ, start_response):
     # The innermost application: keystonemiddleware has written its verdict into environ by now.
     start_response("204 No Content", [])
@@ -142,3 +159,21 @@ class KeystoneAuth:
             where = f" on project {target['project_id']!r}" if target.get("project_id") else ""
             raise Forbidden(f"policy {rule} does not allow this token{where}")
         return identity
+
+    def sign_in(self, user: str, password: str, project: str, domain: str) -> SignedIn:
+        """A project-scoped token for user/password from the Keystone that validates this API's
+        tokens ([keystone_authtoken] www_authenticate_uri), as Horizon's django_openstack_auth does.
+        Unauthorized (one message, whatever was wrong: no hint which) or 503 when Keystone is away."""
+        auth = v3.Password(auth_url=self.protocol.www_authenticate_uri, username=user, password=password,
+                           user_domain_name=domain, project_name=project, project_domain_name=domain)  # fmt: skip
+        try:
+            access = auth.get_access(ks_session.Session(timeout=SIGN_IN_TIMEOUT))
+        except (ks_exceptions.Unauthorized, ks_exceptions.NotFound, ks_exceptions.BadRequest) as e:
+            log.info("dashboard sign-in refused by Keystone for user %r: %s", user, type(e).__name__)
+            raise Unauthorized("the user name, password, project or domain is wrong") from None
+        except ks_exceptions.ClientException as e:
+            log.warning("dashboard sign-in: Keystone did not answer: %s", e)
+            raise Unavailable("Keystone could not be reached; try again later") from None
+        if not access.project_scoped or not access.project_id:
+            raise Unauthorized("the user name, password, project or domain is wrong")
+        return SignedIn(access.auth_token, access.project_id, access.username or user, access.expires)

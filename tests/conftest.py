@@ -67,3 +67,19 @@ def ceph_cluster(workdir):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def keystone(workdir):
+    """Projects alpha and beta: a member, a reader each; the bootstrap admin; service users sharedfs and nova.
+    Here, not in tests/openstack: the dashboard's browser tests sign in with it too (one Keystone per session)."""
+    from devtools.keystone import Keystone
+
+    server = Keystone(workdir / "keystone").start()
+    for project in ("alpha", "beta"):
+        server.user(f"{project}-member", project, ["member"])
+        server.user(f"{project}-reader", project, ["reader"])
+    server.user("sharedfs", "service", ["service"])  # validates tokens ([keystone_authtoken])
+    server.user("nova", "service", ["service"])  # calls vendordata
+    yield server
+    server.stop()

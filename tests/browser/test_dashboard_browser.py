@@ -6,20 +6,15 @@ refreshes the README's), else next to the test's files."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from devtools.stack import LocalStack
-from tests.support import require, wait_for
+from tests.support import wait_for
+from tests.support.browser import shot, text_of
 
 pytestmark = [pytest.mark.root, pytest.mark.gluster]
-
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1200,900"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -28,44 +23,6 @@ def stack(glusterd, workdir):
                    agent_settings="mount_timeout = 20\nprobe_timeout = 3\n").start()  # fmt: skip
     yield s
     s.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require(shutil.which("chromium") is not None, "chromium is not installed (scripts/setup.sh)")
-    require(shutil.which("chromedriver") is not None, "chromium-driver is not installed (scripts/setup.sh)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="sharedfs-chromium-")  # a fresh profile: no state from elsewhere
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.implicitly_wait(0)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
-
-
-SHOTS = Path(os.environ.get("SHAREDFS_SCREENSHOTS") or tempfile.mkdtemp(prefix="sharedfs-shots-"))
-
-
-def shot(driver, name: str) -> None:
-    assert driver.save_screenshot(str(SHOTS / f"dashboard-{name}.png"))
-
-
-def text_of(driver, css: str) -> str:
-    """The element's text now; "" while it is absent or being replaced (the page redraws its rows live)."""
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.common.by import By
-
-    try:
-        found = driver.find_elements(By.CSS_SELECTOR, css)
-        return found[0].text if found else ""
-    except StaleElementReferenceException:
-        return ""
 
 
 def test_dashboard_end_to_end(stack, browser):

@@ -1,4 +1,4 @@
-"""OpenStack services, each started once per test session: a real Keystone (cached venv) and a real RabbitMQ."""
+"""OpenStack services, each started once per test session: a real RabbitMQ (the real Keystone is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import os
 import pytest
 
 from devtools import rabbitmq
-from devtools.keystone import Keystone
 from devtools.rabbitmq import RabbitMQ
 from tests.support import require
 
@@ -19,16 +18,3 @@ def broker(workdir):
     server = RabbitMQ(workdir / "rabbitmq").start()
     yield server
     server.remove()
-
-
-@pytest.fixture(scope="session")
-def keystone(workdir):
-    """Projects alpha and beta: a member, a reader each; the bootstrap admin; service users sharedfs and nova."""
-    server = Keystone(workdir / "keystone").start()
-    for project in ("alpha", "beta"):
-        server.user(f"{project}-member", project, ["member"])
-        server.user(f"{project}-reader", project, ["reader"])
-    server.user("sharedfs", "service", ["service"])  # validates tokens ([keystone_authtoken])
-    server.user("nova", "service", ["service"])  # calls vendordata
-    yield server
-    server.stop()

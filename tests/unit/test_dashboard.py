@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import sqlite3
 
 import pytest
 from fastapi.testclient import TestClient
@@ -10,7 +12,9 @@ from fastapi.testclient import TestClient
 from sharedfs_api import db
 from sharedfs_api.app import Settings, create_app
 from sharedfs_api.auth import store_token
+from sharedfs_api.routers import dashboard as dashboard_mod
 from sharedfs_api.routers.dashboard import CSP, SESSION_COOKIE
+from sharedfs_api.services import sessions as sessions_mod
 
 
 @pytest.fixture
@@ -99,3 +103,67 @@ def test_static_files_only_by_name(site):
     js = site.get("/dashboard/static/dashboard.js")
     assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
     assert site.get("/dashboard/static/..%2Fapp.py").status_code == 404
+
+
+# -- sessions in the database: any process, sealed tokens, the end of a session said -----------------
+
+
+def test_a_session_lives_in_the_database_any_app_on_it_serves_it(site, tmp_path):
+    sign_in(site, site.tokens["p1"])
+    sid = site.cookies.get(SESSION_COOKIE)
+    url = f"sqlite:///{tmp_path / 'api.db'}"
+    with TestClient(create_app(Settings(db_url=url)), base_url="https://testserver") as other:
+        other.cookies.set(SESSION_COOKIE, sid, domain="testserver.local", path="/dashboard")
+        page = other.get("/dashboard/projects/p1")
+        assert page.status_code == 200 and 'id="filesystems"' in page.text
+        assert csrf_of(page.text) == csrf_of(site.get("/dashboard/projects/p1").text)  # one CSRF token, derived
+    rows = sqlite3.connect(tmp_path / "api.db").execute("SELECT * FROM dashboard_sessions").fetchall()
+    assert len(rows) == 1
+    dump = repr(rows)
+    assert sid not in dump and site.tokens["p1"] not in dump  # neither the cookie nor the token is in the table
+    assert sessions_mod.row_id(sid) == rows[0][0]
+
+
+def test_a_revoked_token_or_an_expired_session_signs_out_with_a_message(site, tmp_path):
+    sign_in(site, site.tokens["p1"])
+    database = sqlite3.connect(tmp_path / "api.db")
+    with database:
+        database.execute("UPDATE dashboard_sessions SET expires_at = '2000-01-01 00:00:00.000000'")
+    gone = site.get("/dashboard/projects/p1", follow_redirects=False)
+    assert gone.status_code == 303 and gone.headers["location"] == "/dashboard"
+    page = site.get("/dashboard")
+    assert "your session has expired" in re.search(r'id="signin-notice">([^<]+)<', page.text).group(1)
+    assert database.execute("SELECT count(*) FROM dashboard_sessions").fetchone() == (0,)
+    sign_in(site, site.tokens["p1"])  # straight to the sign-in page when the session ran out: it says so too
+    with database:
+        database.execute("UPDATE dashboard_sessions SET expires_at = '2000-01-01 00:00:00.000000'")
+    assert "your session has expired" in site.get("/dashboard").text
+
+    sign_in(site, site.tokens["p1"])
+    with database:
+        database.execute("DELETE FROM tokens WHERE role = 'project'")  # what `token revoke` does
+    polled = site.get("/dashboard/projects/p1/fs/x/instances.json")
+    assert polled.status_code == 401 and polled.json()["signed_out"] is True
+    assert "no longer valid" in site.get("/dashboard").text
+
+
+def test_failed_sign_ins_are_limited_per_client(site, monkeypatch):
+    monkeypatch.setattr(dashboard_mod, "_limit", dashboard_mod.SignInLimit(limit=3, window=60))
+    for _ in range(3):
+        assert sign_in(site, "nope").status_code == 401
+    limited = sign_in(site, site.tokens["p1"])  # even the right token waits: the brake is per client
+    assert limited.status_code == 429 and "too many failed sign-ins" in limited.text
+
+
+def test_sessions_store_round_trip_and_tampering(tmp_path):
+    url = f"sqlite:///{tmp_path / 'api.db'}"
+    db.upgrade(url)
+    store = sessions_mod.DashboardSessions(db.make_sessions(db.make_engine(url)))
+    sid = store.open("secret-token", "p1", "alice (alpha)")
+    opened = store.get(sid)
+    assert (opened.token, opened.project, opened.user) == ("secret-token", "p1", "alice (alpha)")
+    assert store.get(sid + "x") is None and store.get("") is None
+    short = store.open("t2", "p1", expires_at=db.now() + dt.timedelta(seconds=-1))  # a Keystone token's end is the session's
+    assert isinstance(store.get(short), sessions_mod.Ended) and store.get(short) is None
+    store.close(sid)
+    assert store.get(sid) is None

@@ -5,7 +5,11 @@ function refreshInstances(table) {
   const source = table.dataset.source;
   const live = document.getElementById("live");
   fetch(source, { credentials: "same-origin", headers: { Accept: "application/json" } })
-    .then((answer) => answer.ok ? answer.json() : Promise.reject(answer.status))
+    .then((answer) => {
+      // The session ended (expired, or its token was revoked): the sign-in page says why.
+      if (answer.status === 401) { window.location.assign("/dashboard"); return Promise.reject(401); }
+      return answer.ok ? answer.json() : Promise.reject(answer.status);
+    })
     .then((data) => {
       const status = document.getElementById("fs-status");
       if (status && data.status) status.textContent = data.status;
