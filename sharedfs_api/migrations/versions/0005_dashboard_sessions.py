@@ -1,13 +1,13 @@
 """dashboard_sessions: dashboard sign-ins shared by every API process (hashed id, sealed token, expiry)
 
-Revision ID: 0007
+Revision ID: 0005
 Revises: 0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
