@@ -16,6 +16,7 @@ from ..deps import INSTANCE, NAME, TENANT, agent_view, caller, hub, instances, l
 from ..errors import NotFound
 from ..schemas import StateIn
 from ..services import InstanceService
+from ..shed import holding
 
 __all__ = ["make_router"]
 
@@ -70,6 +71,7 @@ def make_router(max_wait: int) -> APIRouter:
                     break
                 if changes.closing:
                     return _shutting_down()
+                holding(request.scope)  # from here this request waits: it is not counted as work (shed.py)
                 gone = gone or asyncio.ensure_future(_disconnected(request))
                 changed = asyncio.ensure_future(event.wait())
                 try:
