@@ -68,7 +68,7 @@ class Snapshot:
     global_fs: List[dict]
     by_project: Dict[str, List[dict]]
     by_instance: Dict[str, List[dict]]
-    documents: Dict[str, Tuple[bytes, str]] = field(default_factory=dict)  # memo: id -> (body, etag)
+    documents: Dict[object, Tuple[bytes, str]] = field(default_factory=dict)  # memo: id or project -> (body, etag)
 
 
 def _load(sessions: sessionmaker, generation: int) -> Snapshot:
@@ -121,14 +121,17 @@ class AgentView:
 
     @staticmethod
     def document(snap: Snapshot, instance_id: str) -> Tuple[bytes, str]:
-        cached = snap.documents.get(instance_id)
+        project = snap.instances[instance_id]
+        own = snap.by_instance.get(instance_id, [])
+        # An instance with nothing of its own has its project's document: made once per change for
+        # the whole project, not once per instance (20,000 woken polls, one serialisation and hash).
+        key = instance_id if own else ("project", project)
+        cached = snap.documents.get(key)
         if cached is not None:
             return cached
-        project = snap.instances[instance_id]
-        entries = snap.global_fs + snap.by_project.get(project, []) + snap.by_instance.get(instance_id, [])
-        body = agent_document(entries)
+        body = agent_document(snap.global_fs + snap.by_project.get(project, []) + own)
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'  # strong: same bytes, same tag
-        snap.documents[instance_id] = (body, etag)
+        snap.documents[key] = (body, etag)
         return body, etag
 
 
