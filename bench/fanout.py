@@ -16,7 +16,8 @@ jitter). Connections come from 127.0.0.2-127.0.0.65 (SOURCES addresses: one addr
 28,000 ephemeral ports, and every closed connection holds one in TIME_WAIT for 60 s).
 
 Printed per N: the time until every agent held its poll, the servers' CPU while all are held
-(idle, % of one core, both processes summed; and PostgreSQL's), the fan-out (from sending the
+(idle, % of one core, both processes summed, measured once N connections are open at
+the servers and their CPU has settled; and PostgreSQL's), the fan-out (from sending the
 create until each agent had the new set: p50, p99, max), and the memory per held poll (the
 servers' RSS after all hold minus before, divided by N). Goals: all within 2 s; idle < 5 %.
 
@@ -181,15 +182,18 @@ class Fleet:
                                                  stdout=subprocess.PIPE, text=True))  # fmt: skip
 
     def start_servers(self) -> float:
-        """All together (as after an outage); the monotonic time when the last one answered."""
-        threads = [threading.Thread(target=s.start) for s in self.servers]
+        """All together (as after an outage); the monotonic time when the first one answered
+        (the API is back: agents are served from then on)."""
+        answered: list = []
+        threads = [threading.Thread(target=lambda s=s: answered.append(s.start() and time.monotonic()))
+                   for s in self.servers]  # fmt: skip
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        if any(s.proc is None or s.proc.poll() is not None for s in self.servers):
+        if len(answered) < len(self.servers):
             raise RuntimeError(f"a server did not start; see {self.base}/api*/server-*.log")
-        return time.monotonic()
+        return min(answered)
 
     def procs(self) -> list:
         return [psutil.Process(s.proc.pid) for s in self.servers]
@@ -221,9 +225,26 @@ class Fleet:
             assert c.stdout.readline().strip() == "ready", "a client process failed"
         return time.monotonic() - start
 
+    def wait_held(self, limit: float = 120) -> float:
+        """Seconds until every agent's poll is open at a server (N established connections: shed
+        polls came back) and the servers' CPU is under 5 % of a core (every poll reached its wait)."""
+        start = time.monotonic()
+        while time.monotonic() - start < limit:
+            procs = self.procs()
+            held = sum(1 for p in procs for c in p.net_connections("tcp") if c.status == psutil.CONN_ESTABLISHED)
+            before = self.cpu(procs)
+            time.sleep(0.5)
+            if held >= self.n and self.cpu(procs) - before < 0.025:
+                return time.monotonic() - start
+        raise AssertionError(f"only {held} of {self.n} polls held after {limit:.0f} s")
+
     def create(self) -> float:
         sent = time.monotonic()
-        response = self.servers[0].call("PUT", f"/v1.1/{PROJECT}/os-filesystem/fanout-new", self.admin, json=CREATE)
+        while True:
+            response = self.servers[0].call("PUT", f"/v1.1/{PROJECT}/os-filesystem/fanout-new", self.admin, json=CREATE)
+            if response.status_code != 503:  # shed (a returning fleet): an admin's client comes back too
+                break
+            time.sleep(float(response.headers.get("Retry-After", "1")))
         assert response.status_code == 201, response.text
         return sent
 
@@ -255,7 +276,7 @@ def pct(values: list, q: float) -> float:
 
 def run(fleet: Fleet) -> dict:
     hold = fleet.wait_ready()
-    time.sleep(2)  # the last answers go out
+    hold += fleet.wait_held()
     rss = fleet.rss()
     servers, database = fleet.procs(), fleet.db_procs()
     cpu0, db0, wall0 = fleet.cpu(servers), fleet.cpu(database), time.monotonic()
@@ -271,7 +292,7 @@ def run(fleet: Fleet) -> dict:
 
 def run_outage(fleet: Fleet, down: float) -> dict:
     fleet.wait_ready()
-    time.sleep(2)
+    fleet.wait_held()
     for s in fleet.servers:
         s.stop(signal.SIGKILL)  # every held poll is cut at once, as in a crash
     time.sleep(down)
