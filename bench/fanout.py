@@ -283,11 +283,13 @@ def run(fleet: Fleet) -> dict:
     time.sleep(10)
     wall = time.monotonic() - wall0
     idle, db_idle = (fleet.cpu(servers) - cpu0) / wall * 100, (fleet.cpu(database) - db0) / wall * 100
+    cpu0 = fleet.cpu(servers)
     sent = fleet.create()
     done, _ = fleet.results()
+    woken = (fleet.cpu(servers) - cpu0) / fleet.n  # the servers' CPU per woken poll (from the create to the end)
     delays = [t - sent for t in done]
     return {"hold": hold, "idle": idle, "db_idle": db_idle, "p50": pct(delays, 0.5), "p99": pct(delays, 0.99),
-            "max": max(delays), "per_poll": (rss - fleet.rss_before) / fleet.n}  # fmt: skip
+            "max": max(delays), "per_poll": (rss - fleet.rss_before) / fleet.n, "woken": woken}  # fmt: skip
 
 
 def run_outage(fleet: Fleet, down: float) -> dict:
@@ -341,7 +343,8 @@ def main() -> None:
             if args.outage is None:
                 print(f"  N={n:6}: all held in {r['hold']:5.1f} s; idle CPU servers {r['idle']:4.1f} % (database "
                       f"{r['db_idle']:3.1f} %); fan-out p50 {r['p50'] * 1000:5.0f} ms p99 {r['p99'] * 1000:5.0f} ms "
-                      f"max {r['max'] * 1000:5.0f} ms; {r['per_poll'] / 1024:5.1f} KiB per held poll"
+                      f"max {r['max'] * 1000:5.0f} ms ({r['woken'] * 1e6:.0f} us of server CPU per woken poll); "
+                      f"{r['per_poll'] / 1024:5.1f} KiB per held poll"
                       "   goals: max <= 2000 ms, idle < 5 %", flush=True)  # fmt: skip
             else:
                 print(f"  N={n:6}: every agent had it {r['all']:5.1f} s after the servers were back (median "
