@@ -21,7 +21,7 @@ from .errors import ApiError, Unauthorized
 from .routers import agents, dashboard, filesystems, instances, vendordata
 from .routers.agent_index import agent_index
 from .services import FLUSH_INTERVAL, LastSeen, make_services
-from .shed import Shed
+from .shed import LoopLag, Shed
 from .view import AgentView, Hub, PgNotifier
 
 __all__ = ["Settings", "create_app"]
@@ -45,6 +45,7 @@ class Settings:
     ca_pem: Optional[str] = None  # the CA instances should trust for it
     reconcile_every: float = 300.0  # seconds between reconciles of drivers against rows (also at start)
     max_busy: int = 64  # requests at work at once; more are answered 503 + Retry-After (shed.py); 0: no bound
+    max_lag: float = 0.5  # seconds the event loop may run late before new requests are shed too; 0: no bound
 
 
 class BodyLimit:
@@ -146,7 +147,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="sharedfs os-filesystem API", version=__version__, lifespan=lifespan)
     app.add_middleware(BodyLimit)
-    app.add_middleware(Shed, limit=settings.max_busy)  # outermost of ours: a shed request's body is never read
+    app.state.loop_lag = LoopLag()  # the server's tick feeds it (server.py)
+    app.add_middleware(Shed, limit=settings.max_busy, lag=app.state.loop_lag, max_lag=settings.max_lag)  # fmt: skip
     # What the dependencies in deps.py hand to the routes.
     app.state.services = services
     # Token answers are remembered only until the next change anywhere (PostgreSQL tells every process).
