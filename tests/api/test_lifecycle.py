@@ -27,8 +27,8 @@ def enough_descriptors():
 
 @pytest.fixture
 def server(tmp_path):
-    # --max-busy 0: these tests send polls 200 at a time and are about other limits (shedding: below).
-    server = ApiServer(tmp_path, extra_args=["--max-connections", "3000", "--max-busy", "0"]).start()
+    # No shedding: these tests send polls 200 at a time and are about other limits (shedding: below).
+    server = ApiServer(tmp_path, extra_args=["--max-connections", "3000", "--max-busy", "0", "--max-lag", "0"]).start()
     admin = server.token("admin")
     assert server.call("PUT", "/v1.1/p1/os-instances/i1", admin, json={"instance": {"addresses": ["10.9.0.1"]}}).ok
     server.poll_token = server.token("instance", "p1", "i1")
