@@ -22,8 +22,9 @@ create until each agent had the new set: p50, p99, max), and the memory per held
 servers' RSS after all hold minus before, divided by N). Goals: all within 2 s; idle < 5 %.
 
 With --outage: once all hold their polls every server is killed (SIGKILL: every poll cut at
-once), stays down SECONDS, comes back (all started together), and one project-scope filesystem
-is created at once. Printed: when every agent had it, counted from the servers' return (goal
+once), stays down SECONDS, and comes back (all started together). One project-scope filesystem
+is created while they are down (through another process on the same database, on a port no
+agent knows), so each agent's first answer after the return is the new set. Printed: when every agent had it, counted from the servers' return (goal
 15 s), the reconnect rate (requests a second: peak and mean), how many were shed (503), and the
 servers' latency for the requests of the return (p50, p99). Clients' timestamps compare: every
 process of a machine shares CLOCK_MONOTONIC.
@@ -238,10 +239,11 @@ class Fleet:
                 return time.monotonic() - start
         raise AssertionError(f"only {held} of {self.n} polls held after {limit:.0f} s")
 
-    def create(self) -> float:
+    def create(self, server: ApiServer = None) -> float:
         sent = time.monotonic()
         while True:
-            response = self.servers[0].call("PUT", f"/v1.1/{PROJECT}/os-filesystem/fanout-new", self.admin, json=CREATE)
+            response = (server or self.servers[0]).call("PUT", f"/v1.1/{PROJECT}/os-filesystem/fanout-new", self.admin,
+                                                        json=CREATE)  # fmt: skip
             if response.status_code != 503:  # shed (a returning fleet): an admin's client comes back too
                 break
             time.sleep(float(response.headers.get("Retry-After", "1")))
@@ -297,10 +299,18 @@ def run_outage(fleet: Fleet, down: float) -> dict:
     fleet.wait_held()
     for s in fleet.servers:
         s.stop(signal.SIGKILL)  # every held poll is cut at once, as in a crash
-    time.sleep(down)
+    killed = time.monotonic()
+    # The change is made while the agents' API is down (through a process on a port no agent
+    # knows), so every returning agent's first answer is the new set: what is measured is the
+    # return itself, not an admin's create queued behind 20,000 agents.
+    side = ApiServer(fleet.base / "side", db_url=fleet.url).start()
+    try:
+        fleet.create(side)
+    finally:
+        side.stop()
+    time.sleep(max(0.0, down - (time.monotonic() - killed)))
     back = fleet.start_servers()
     cpu0 = fleet.cpu(fleet.procs())
-    fleet.create()
     done, log = fleet.results()
     storm = time.monotonic() - back
     cpu = (fleet.cpu(fleet.procs()) - cpu0) / storm * 100
