@@ -107,23 +107,23 @@ class AgentView:
         self._snapshot: Optional[Snapshot] = None
         self._loading: Optional[asyncio.Future] = None  # the load under way
 
-    def _fresh(self, snap: Optional[Snapshot]) -> bool:
-        return (
-            snap is not None
-            and snap.generation == self.hub.generation
-            and time.monotonic() - snap.loaded_at <= self.max_age
-        )
-
     async def snapshot(self) -> Snapshot:
-        """The current snapshot; at most one load at a time, which every caller that finds the
-        snapshot stale awaits (10,000 polls woken by one change: one load, no queue on a lock)."""
+        """A snapshot that has every change made before the call; at most one load at a time,
+        which every caller needing one awaits (10,000 polls woken by one change: one load, no
+        queue on a lock)."""
+        wanted, waited = self.hub.generation, False
         while True:
             snap = self._snapshot
-            if self._fresh(snap):
+            if (
+                snap is not None
+                and snap.generation >= wanted
+                and (waited or time.monotonic() - snap.loaded_at <= self.max_age)
+            ):
                 return snap
             if self._loading is None:
                 self._loading = asyncio.ensure_future(self._load())
             await asyncio.shield(self._loading)  # a caller that leaves does not cancel the others' load
+            waited = True  # a load that ended after the call began: new enough, however long it took
 
     async def _load(self) -> None:
         try:
