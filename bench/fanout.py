@@ -334,6 +334,7 @@ def main() -> None:
     parser.add_argument("--sqlite", action="store_true", help="one server process on SQLite")
     parser.add_argument("--outage", type=float, metavar="SECONDS")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # `timeout`: the finally blocks stop what was started
     servers = 1 if args.sqlite else args.servers
     where = "SQLite, one process" if args.sqlite else f"PostgreSQL, {servers} processes"
     base = Path(tempfile.mkdtemp(prefix="sharedfs-fanout-"))
@@ -342,7 +343,7 @@ def main() -> None:
         print(f"fanout: N long-polling agents, one project-scope filesystem created ({where})")
     else:
         print(f"return after an outage: N agents (the agent's Backoff, cap {BACKOFF_CAP:.0f} s), every server killed, "
-              f"down {args.outage:.0f} s, back, a project-scope create at once ({where})")  # fmt: skip
+              f"down {args.outage:.0f} s, a project-scope create meanwhile, back ({where})")  # fmt: skip
     try:
         for n in args.sizes:
             fleet = Fleet(base, n, servers, args.sqlite)
