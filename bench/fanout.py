@@ -1,33 +1,48 @@
-"""Benchmark: N agents long-polling one sharedfs-api process; one project-scope filesystem is created.
+"""Benchmark: a fleet of N agents long-polling sharedfs-api (PostgreSQL, two processes); one project-scope create.
 
-Run: .venv/bin/python bench/fanout.py [N ...]                  (default: 1000 2000 5000)
-     .venv/bin/python bench/fanout.py --outage SECONDS [N ...]   the return after an outage
+Run: .venv/bin/python bench/fanout.py [N ...]                   (default: 1000 5000 20000)
+     .venv/bin/python bench/fanout.py --outage SECONDS [N ...]  the return after an outage
+     options: --servers K (default 2), --sqlite (one process on SQLite, the old set-up)
 
-For each N: a fresh server (SQLite, static driver) with N registered instances of one project,
-each with its own instance token; a client process holds N long-polls (?wait=120, If-None-Match);
-the server's CPU is measured while they are all held (idle), then one project-scope filesystem
-is created through the API and every client records when its answer arrived. Printed: the time
-from sending the create until every client had the new set (and the median), and idle CPU in %
-of one core. Goals: all notified within 2 s; idle CPU < 5 %. Clients run in their own process
-(CLOCK_MONOTONIC is shared by all processes of a machine, so their timestamps compare).
+For each N: a fresh PostgreSQL (devtools/postgres.py) with N registered instances of one project,
+each with its own instance token, and K `sharedfs-api serve` processes on loopback on that
+database (a change made through one wakes the others' long-polls by LISTEN/NOTIFY). Agent i talks
+to server i mod K, as behind a load balancer. The agents are asyncio clients in their own
+processes (at most AGENTS_PER_PROCESS each: one socket per agent, and the per-process open-file
+limit is raised to its hard limit with setrlimit), each behaving as the agent's watcher: one
+request per connection, the first without If-None-Match, then ?wait=120 with it; on a refusal
+or a 503 the agent's own Backoff (full jitter, capped at BACKOFF_CAP; Retry-After honoured with
+jitter). Connections come from 127.0.0.2-127.0.0.65 (SOURCES addresses: one address has some
+28,000 ephemeral ports, and every closed connection holds one in TIME_WAIT for 60 s).
 
-With --outage: every client behaves as the agent's watcher (its Backoff: full jitter, capped at
-BACKOFF_CAP). Once all hold their polls the server is killed, stays down SECONDS, comes back, and
-one project-scope filesystem is created at once. Printed: when every client had it, counted
-from the server's return (goal 15 s), the peak reconnect rate (requests a second), and the
-server's latency for those requests (median, 99th percentile). The client process raises its
-open-file limit to the hard limit (one socket per client).
+Printed per N: the time until every agent held its poll, the servers' CPU while all are held
+(idle, % of one core, both processes summed, measured once N connections are open at
+the servers and their CPU has settled; and PostgreSQL's), the fan-out (from sending the
+create until each agent had the new set: p50, p99, max), and the memory per held poll (the
+servers' RSS after all hold minus before, divided by N). Goals: all within 2 s; idle < 5 %.
+
+With --outage: once all hold their polls every server is killed (SIGKILL: every poll cut at
+once), stays down SECONDS, and comes back (all started together). One project-scope filesystem
+is created while they are down (through another process on the same database, on a port no
+agent knows), so each agent's first answer after the return is the new set. Printed: when every agent had it, counted from the servers' return (goal
+15 s), the reconnect rate (requests a second: peak and mean), how many were shed (503), and the
+servers' latency for the requests of the return (p50, p99). Clients' timestamps compare: every
+process of a machine shares CLOCK_MONOTONIC.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,117 +51,101 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil  # noqa: E402
 
 from devtools.apiserver import ApiServer  # noqa: E402
+from devtools.postgres import Postgres  # noqa: E402
 from sharedfs_api import db  # noqa: E402
 from sharedfs_api.auth import hash_token, new_token  # noqa: E402
 
 PROJECT = "bench"
+WAIT = 120  # the long-poll the agents ask for (the server's default --max-wait)
+AGENTS_PER_PROCESS = 10_000  # under the usual hard RLIMIT_NOFILE (20,000 here), and one core's worth
+SOURCES = 64  # loopback source addresses 127.0.0.2 ... (ephemeral ports are per address)
+CREATE = {"fs_entry": {"size": "1Gb", "scope": "project", "export": "gl1:/v", "fs_type": "glusterfs"}}
 
 
 def seed(url: str, n: int) -> list:
     """N instances and their tokens, written straight into the database (fast set-up)."""
     db.upgrade(url)
     tokens = [new_token() for _ in range(n)]
-    with db.make_sessions(db.make_engine(url))() as session:
+    engine = db.make_engine(url)
+    with db.make_sessions(engine)() as session:
         session.add_all(db.Instance(id=f"vm{i}", project=PROJECT, addresses_json="[]") for i in range(n))
         session.add_all(db.Token(sha256=hash_token(t), role="instance", project=PROJECT, instance_id=f"vm{i}")
                         for i, t in enumerate(tokens))  # fmt: skip
         session.commit()
+    engine.dispose()
     return tokens
 
 
-async def _client(port: int, instance: str, token: str, ready: asyncio.Event, go: list, results: list) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+# --- the agents (client processes) ---------------------------------------------------------------
 
-    async def get(extra: str) -> tuple:
-        path = f"/v1.1/{PROJECT}/os-instances/{instance}/filesystems{extra[0]}"
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nX-Auth-Token: {token}\r\n{extra[1]}\r\n".encode())
+
+async def _exchange(port: int, source: str, path: str, token: str, etag: str) -> tuple:
+    """One request on its own connection, as the agent sends it: (status, headers, body)."""
+    from sharedfs_agent.httpclient import Headers
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0), limit=1 << 20)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nX-Auth-Token: {token}\r\n"
+                     f"{f'If-None-Match: {etag}' + chr(13) + chr(10) if etag else ''}\r\n".encode())  # fmt: skip
         head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        headers = dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line)
-        headers = {k.lower(): v for k, v in headers.items()}
-        body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
-        return status, headers.get(b"etag", b"").decode(), body
-
-    _, etag, _ = await get(("", ""))
-    waiting = asyncio.ensure_future(get(("?wait=120", f"If-None-Match: {etag}\r\n")))
-    ready.set()
-    status, _, body = await waiting
-    results.append((time.monotonic(), status, b"fanout-new" in body))
-    writer.close()
+        headers = Headers()
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.decode("latin-1").partition(":")
+            dict.__setitem__(headers, name.strip().lower(), value.strip())
+        body = await reader.readexactly(int(headers.get("Content-Length", "0")))
+        return int(head.split(b" ", 2)[1]), headers, body
+    finally:
+        writer.close()
 
 
-async def _clients(port: int, tokens: list) -> None:
-    results: list = []
-    readies = [asyncio.Event() for _ in tokens]
-    tasks = []
-    for i, token in enumerate(tokens):
-        tasks.append(asyncio.ensure_future(_client(port, f"vm{i}", token, readies[i], [], results)))
-        if i % 200 == 199:
-            await asyncio.sleep(0.05)  # do not overflow the listen backlog
-    for event in readies:
-        await event.wait()
-    print("ready", flush=True)
-    await asyncio.gather(*tasks)
-    print(json.dumps([(t, s, ok) for t, s, ok in results]), flush=True)
-
-
-async def _returning_agent(port: int, instance: str, token: str, ready: asyncio.Event, results: list) -> None:
-    """The agent's watcher, reduced: long-poll with If-None-Match, the agent's Backoff on errors;
-    ends when the new filesystem arrives, with (request sent, answer read)."""
+async def _agent(port: int, index: int, token: str, ready: asyncio.Event, log: list) -> float:
+    """The agent's watcher, reduced: long-poll with If-None-Match, its Backoff on errors and
+    503s (Retry-After honoured); returns when the new filesystem arrived. Every request is
+    logged as (sent, answered, status), a refused connection as (sent, None, 0)."""
     from sharedfs_agent.daemon import Backoff
+    from sharedfs_agent.sources.api import _retry_after
 
-    backoff, etag = Backoff(), ""
+    backoff, etag, source = Backoff(), "", f"127.0.0.{2 + index % SOURCES}"
+    path = f"/v1.1/{PROJECT}/os-instances/vm{index}/filesystems"
     while True:
+        sent = time.monotonic()
+        if etag:
+            ready.set()  # the request about to be sent is a held poll
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
-            try:
-                query = "?wait=120" if etag else ""
-                sent = time.monotonic()
-                writer.write(f"GET /v1.1/{PROJECT}/os-instances/{instance}/filesystems{query} HTTP/1.1\r\n"
-                             f"Host: bench\r\nX-Auth-Token: {token}\r\nIf-None-Match: {etag}\r\n\r\n".encode())  # fmt: skip
-                if etag:
-                    ready.set()
-                head = await reader.readuntil(b"\r\n\r\n")
-                headers = {k.lower(): v for k, v in (line.split(b": ", 1) for line in head.split(b"\r\n")[1:]
-                                                      if b": " in line)}  # fmt: skip
-                body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
-                answered = time.monotonic()
-            finally:
-                writer.close()
+            status, headers, body = await _exchange(port, source, path + (f"?wait={WAIT}" if etag else ""), token, etag)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            log.append((sent, None, 0))
             await asyncio.sleep(backoff.next())
             continue
+        answered = time.monotonic()
+        log.append((sent, answered, status))
+        if status not in (200, 304):
+            await asyncio.sleep(backoff.next(_retry_after(headers)))
+            continue
         backoff.reset()
-        if b"fanout-new" in body:
-            results.append((sent, answered))
-            return
-        etag = headers.get(b"etag", b"").decode() or etag
+        if status == 200 and b"fanout-new" in body:
+            return answered
+        etag = headers.get("ETag", "") or etag
 
 
-async def _returning(port: int, tokens: list) -> None:
-    results: list = []
+async def _agents(ports: list, first: int, tokens: list) -> None:
+    log: list = []
     readies = [asyncio.Event() for _ in tokens]
     tasks = []
-    for i, token in enumerate(tokens):
-        tasks.append(asyncio.ensure_future(_returning_agent(port, f"vm{i}", token, readies[i], results)))
-        if i % 200 == 199:
-            await asyncio.sleep(0.05)  # do not overflow the listen backlog
+    for i, token in enumerate(tokens, first):
+        tasks.append(asyncio.ensure_future(_agent(ports[i % len(ports)], i, token, readies[i - first], log)))
+        if i % 100 == 99:
+            await asyncio.sleep(0.05)  # 2,000 a second: a boot storm, not a SYN flood on the backlog
     for event in readies:
         await event.wait()
     print("ready", flush=True)
-    await asyncio.gather(*tasks)
-    print(json.dumps(results), flush=True)
+    done = await asyncio.gather(*tasks)
+    print(json.dumps({"done": done, "log": log}), flush=True)
 
 
-def _raise_fd_limit() -> None:
-    import resource
-
+def client_main(ports: list, first: int, tokens_file: str) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def client_main(port: int, tokens_file: str, outage: bool = False) -> None:
-    _raise_fd_limit()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # one socket per agent
     tokens = json.loads(Path(tokens_file).read_text())
     try:
         import uvloop
@@ -154,123 +153,222 @@ def client_main(port: int, tokens_file: str, outage: bool = False) -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(_returning(port, tokens) if outage else _clients(port, tokens))
+    asyncio.run(_agents(ports, first, tokens))
 
 
-def run_outage(n: int, base: Path, down: float) -> dict:
-    """N agents holding polls; the server killed, down `down` s, back; a create at once."""
-    import signal
+# --- the fleet (servers, database, client processes) -------------------------------------------------------
 
+
+class Fleet:
+    """K servers on one database, N agents in client processes; everything stopped by pid."""
+
+    def __init__(self, base: Path, n: int, servers: int, sqlite: bool) -> None:
+        self.base, self.n = base / f"n{n}", n
+        self.base.mkdir()
+        self.postgres = None if sqlite else Postgres(self.base / "pg").start()
+        self.url = f"sqlite:///{self.base / 'api.db'}" if sqlite else self.postgres.create_database("sharedfs")
+        tokens = seed(self.url, n)
+        # Enough connections for this server's share of the fleet, plus the rest of the world.
+        args = ["--max-connections", str(n // servers + 1000), "--log-level", "warning"]
+        self.servers = [ApiServer(self.base / f"api{k}", db_url=self.url, extra_args=args) for k in range(servers)]
+        self.start_servers()
+        self.admin = self.servers[0].token("admin")
+        ports = ",".join(str(s.port) for s in self.servers)
+        self.rss_before = self.rss()
+        self.clients = []
+        for first in range(0, n, AGENTS_PER_PROCESS):
+            share = self.base / f"tokens{first}.json"
+            share.write_text(json.dumps(tokens[first : first + AGENTS_PER_PROCESS]))
+            self.clients.append(subprocess.Popen([sys.executable, __file__, "--client", ports, str(first), str(share)],
+                                                 stdout=subprocess.PIPE, text=True))  # fmt: skip
+
+    def start_servers(self) -> float:
+        """All together (as after an outage); the monotonic time when the first one answered
+        (the API is back: agents are served from then on)."""
+        answered: list = []
+        threads = [threading.Thread(target=lambda s=s: answered.append(s.start() and time.monotonic()))
+                   for s in self.servers]  # fmt: skip
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if len(answered) < len(self.servers):
+            raise RuntimeError(f"a server did not start; see {self.base}/api*/server-*.log")
+        return min(answered)
+
+    def procs(self) -> list:
+        return [psutil.Process(s.proc.pid) for s in self.servers]
+
+    def db_procs(self) -> list:
+        if self.postgres is None:
+            return []
+        main = next(
+            p for p in psutil.process_iter(["cmdline"]) if str(self.postgres.data) in " ".join(p.info["cmdline"] or [])
+        )
+        return [main, *main.children()]
+
+    def rss(self) -> int:
+        return sum(p.memory_info().rss for p in self.procs())
+
+    @staticmethod
+    def cpu(procs: list) -> float:
+        total = 0.0
+        for p in procs:
+            try:
+                total += sum(p.cpu_times()[:2])
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def wait_ready(self) -> float:
+        start = time.monotonic()
+        for c in self.clients:
+            assert c.stdout.readline().strip() == "ready", "a client process failed"
+        return time.monotonic() - start
+
+    def wait_held(self, limit: float = 120) -> float:
+        """Seconds until every agent's poll is open at a server (N established connections: shed
+        polls came back) and the servers' CPU is under 5 % of a core (every poll reached its wait)."""
+        start = time.monotonic()
+        while time.monotonic() - start < limit:
+            procs = self.procs()
+            held = sum(1 for p in procs for c in p.net_connections("tcp") if c.status == psutil.CONN_ESTABLISHED)
+            before = self.cpu(procs)
+            time.sleep(0.5)
+            if held >= self.n and self.cpu(procs) - before < 0.025:
+                return time.monotonic() - start
+        raise AssertionError(f"only {held} of {self.n} polls held after {limit:.0f} s")
+
+    def create(self, server: ApiServer = None) -> float:
+        sent = time.monotonic()
+        while True:
+            response = (server or self.servers[0]).call("PUT", f"/v1.1/{PROJECT}/os-filesystem/fanout-new", self.admin,
+                                                        json=CREATE)  # fmt: skip
+            if response.status_code != 503:  # shed (a returning fleet): an admin's client comes back too
+                break
+            time.sleep(float(response.headers.get("Retry-After", "1")))
+        assert response.status_code == 201, response.text
+        return sent
+
+    def results(self) -> tuple:
+        done, log = [], []
+        for c in self.clients:
+            out = json.loads(c.stdout.readline())
+            done += out["done"]
+            log += out["log"]
+            c.wait(60)
+        assert len(done) == self.n, "some agent never got the change"
+        return done, log
+
+    def stop(self) -> None:
+        for c in self.clients:
+            if c.poll() is None:
+                c.kill()
+                c.wait()
+        for s in self.servers:
+            s.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
+def pct(values: list, q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * q))]
+
+
+def run(fleet: Fleet) -> dict:
+    hold = fleet.wait_ready()
+    hold += fleet.wait_held()
+    rss = fleet.rss()
+    servers, database = fleet.procs(), fleet.db_procs()
+    cpu0, db0, wall0 = fleet.cpu(servers), fleet.cpu(database), time.monotonic()
+    time.sleep(10)
+    wall = time.monotonic() - wall0
+    idle, db_idle = (fleet.cpu(servers) - cpu0) / wall * 100, (fleet.cpu(database) - db0) / wall * 100
+    cpu0 = fleet.cpu(servers)
+    sent = fleet.create()
+    done, _ = fleet.results()
+    woken = (fleet.cpu(servers) - cpu0) / fleet.n  # the servers' CPU per woken poll (from the create to the end)
+    delays = [t - sent for t in done]
+    return {"hold": hold, "idle": idle, "db_idle": db_idle, "p50": pct(delays, 0.5), "p99": pct(delays, 0.99),
+            "max": max(delays), "per_poll": (rss - fleet.rss_before) / fleet.n, "woken": woken}  # fmt: skip
+
+
+def run_outage(fleet: Fleet, down: float) -> dict:
+    fleet.wait_ready()
+    fleet.wait_held()
+    for s in fleet.servers:
+        s.stop(signal.SIGKILL)  # every held poll is cut at once, as in a crash
+    killed = time.monotonic()
+    # The change is made while the agents' API is down (through a process on a port no agent
+    # knows), so every returning agent's first answer is the new set: what is measured is the
+    # return itself, not an admin's create queued behind 20,000 agents.
+    side = ApiServer(fleet.base / "side", db_url=fleet.url).start()
+    try:
+        fleet.create(side)
+    finally:
+        side.stop()
+    time.sleep(max(0.0, down - (time.monotonic() - killed)))
+    back = fleet.start_servers()
+    cpu0 = fleet.cpu(fleet.procs())
+    done, log = fleet.results()
+    storm = time.monotonic() - back
+    cpu = (fleet.cpu(fleet.procs()) - cpu0) / storm * 100
+    converged = [t - back for t in done]
+    returned = [(sent, answered, status) for sent, answered, status in log if answered and sent >= back]
+    per_second: dict = {}
+    for sent, _, _ in returned:
+        per_second[int(sent - back)] = per_second.get(int(sent - back), 0) + 1
+    latency = [answered - sent for sent, answered, _ in returned]
+    return {"all": max(converged), "median": pct(converged, 0.5), "peak_rate": max(per_second.values()),
+            "mean_rate": len(returned) / max(1.0, max(converged)), "shed": sum(1 for *_, s in returned if s == 503),
+            "requests": len(returned), "p50": pct(latency, 0.5), "p99": pct(latency, 0.99), "cpu": cpu}  # fmt: skip
+
+
+def main() -> None:
     from sharedfs_agent.daemon import BACKOFF_CAP
 
-    work = base / f"outage{n}"
-    work.mkdir()
-    url = f"sqlite:///{work / 'api.db'}"
-    tokens = seed(url, n)
-    (work / "tokens.json").write_text(json.dumps(tokens))
-    server = ApiServer(work, db_url=url).start()
-    admin = server.token("admin")
-    clients = subprocess.Popen([sys.executable, __file__, "--outage-client", str(server.port), str(work / "tokens.json")],
-                               stdout=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        assert clients.stdout.readline().strip() == "ready"
-        time.sleep(2)
-        server.stop(signal.SIGKILL)  # every held poll is cut at once, as in a crash
-        time.sleep(down)
-        server = ApiServer(work, db_url=url, port=server.port).start()
-        back = time.monotonic()
-        proc = psutil.Process(server.proc.pid)
-        cpu0 = sum(proc.cpu_times()[:2])
-        response = server.call("PUT", f"/v1.1/{PROJECT}/os-filesystem/fanout-new", admin,
-                               json={"fs_entry": {"size": "1Gb", "scope": "project", "export": "gl1:/v",
-                                                  "fs_type": "glusterfs"}})  # fmt: skip
-        assert response.status_code == 201, response.text
-        results = json.loads(clients.stdout.readline())
-        storm = time.monotonic() - back
-        cpu = (sum(proc.cpu_times()[:2]) - cpu0) / storm * 100
-        clients.wait(60)
-    finally:
-        if clients.poll() is None:
-            clients.kill()
-        server.stop()
-    assert len(results) == n, "some client never got the change"
-    converged = sorted(answered - back for _, answered in results)
-    latency = sorted(answered - sent for sent, answered in results)
-    per_second: dict = {}
-    for sent, _ in results:
-        per_second[int(sent - back)] = per_second.get(int(sent - back), 0) + 1
-    return {"n": n, "down": down, "cap": BACKOFF_CAP, "all": converged[-1], "median": converged[len(converged) // 2],
-            "peak_rate": max(per_second.values()), "latency_p50": latency[len(latency) // 2],
-            "latency_p99": latency[int(len(latency) * 0.99)], "cpu": cpu}  # fmt: skip
-
-
-def main_outage(down: float, sizes) -> None:
-    base = Path(tempfile.mkdtemp(prefix="sharedfs-outage-"))
-    print(f"return after an outage: N agents (the agent's Backoff), the server killed, down {down:.0f} s, back, "
-          "a project-scope create at once (one server process, SQLite)")  # fmt: skip
-    try:
-        for n in sizes:
-            r = run_outage(n, base, down)
-            print(f"  N={r['n']:5}: every agent had it {r['all']:5.1f} s after the server was back (median "
-                  f"{r['median']:4.1f} s; goal <= 15 s; backoff cap {r['cap']:.0f} s)   peak {r['peak_rate']} requests/s,"
-                  f" server latency p50 {r['latency_p50'] * 1000:.0f} ms p99 {r['latency_p99'] * 1000:.0f} ms,"
-                  f" server CPU {r['cpu']:.0f} % of a core meanwhile", flush=True)  # fmt: skip
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def run(n: int, base: Path) -> dict:
-    work = base / f"n{n}"
-    work.mkdir()
-    url = f"sqlite:///{work / 'api.db'}"
-    tokens = seed(url, n)
-    (work / "tokens.json").write_text(json.dumps(tokens))
-    server = ApiServer(work, db_url=url).start()
-    admin = server.token("admin")
-    clients = subprocess.Popen([sys.executable, __file__, "--client", str(server.port), str(work / "tokens.json")],
-                               stdout=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        assert clients.stdout.readline().strip() == "ready"
-        time.sleep(2)  # let the server settle with every poll held
-        proc = psutil.Process(server.proc.pid)
-        cpu0, wall0 = sum(proc.cpu_times()[:2]), time.monotonic()
-        time.sleep(10)
-        idle = (sum(proc.cpu_times()[:2]) - cpu0) / (time.monotonic() - wall0) * 100
-        sent = time.monotonic()
-        response = server.call("PUT", f"/v1.1/{PROJECT}/os-filesystem/fanout-new", admin,
-                               json={"fs_entry": {"size": "1Gb", "scope": "project", "export": "gl1:/v",
-                                                  "fs_type": "glusterfs"}})  # fmt: skip
-        assert response.status_code == 201, response.text
-        results = json.loads(clients.stdout.readline())
-        clients.wait(60)
-    finally:
-        if clients.poll() is None:
-            clients.kill()
-        server.stop()
-    delays = sorted(t - sent for t, _, _ in results)
-    assert len(results) == n and all(s == 200 and ok for _, s, ok in results), "some client missed the change"
-    return {"n": n, "all": delays[-1], "median": delays[len(delays) // 2], "idle_cpu": idle}
-
-
-def main(sizes) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=[1000, 5000, 20000])
+    parser.add_argument("--servers", type=int, default=2)
+    parser.add_argument("--sqlite", action="store_true", help="one server process on SQLite")
+    parser.add_argument("--outage", type=float, metavar="SECONDS")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # `timeout`: the finally blocks stop what was started
+    servers = 1 if args.sqlite else args.servers
+    where = "SQLite, one process" if args.sqlite else f"PostgreSQL, {servers} processes"
     base = Path(tempfile.mkdtemp(prefix="sharedfs-fanout-"))
-    print("fanout: N long-polling agents, one project-scope filesystem created (one server process, SQLite)")
+    os.chmod(base, 0o755)  # PostgreSQL runs as its own user under it
+    if args.outage is None:
+        print(f"fanout: N long-polling agents, one project-scope filesystem created ({where})")
+    else:
+        print(f"return after an outage: N agents (the agent's Backoff, cap {BACKOFF_CAP:.0f} s), every server killed, "
+              f"down {args.outage:.0f} s, a project-scope create meanwhile, back ({where})")  # fmt: skip
     try:
-        for n in sizes:
-            r = run(n, base)
-            print(f"  N={r['n']:5}: all notified {r['all'] * 1000:7.0f} ms after the create was sent (median {r['median'] * 1000:5.0f} ms)"
-                  f"   idle server CPU {r['idle_cpu']:4.1f} %   goals: <= 2000 ms, < 5 %", flush=True)  # fmt: skip
+        for n in args.sizes:
+            fleet = Fleet(base, n, servers, args.sqlite)
+            try:
+                r = run(fleet) if args.outage is None else run_outage(fleet, args.outage)
+            finally:
+                fleet.stop()
+            if args.outage is None:
+                print(f"  N={n:6}: all held in {r['hold']:5.1f} s; idle CPU servers {r['idle']:4.1f} % (database "
+                      f"{r['db_idle']:3.1f} %); fan-out p50 {r['p50'] * 1000:5.0f} ms p99 {r['p99'] * 1000:5.0f} ms "
+                      f"max {r['max'] * 1000:5.0f} ms ({r['woken'] * 1e6:.0f} us of server CPU per woken poll); "
+                      f"{r['per_poll'] / 1024:5.1f} KiB per held poll"
+                      "   goals: max <= 2000 ms, idle < 5 %", flush=True)  # fmt: skip
+            else:
+                print(f"  N={n:6}: every agent had it {r['all']:5.1f} s after the servers were back (median "
+                      f"{r['median']:4.1f} s; goal <= 15 s); {r['requests']} requests, peak {r['peak_rate']}/s, "
+                      f"mean {r['mean_rate']:.0f}/s, {r['shed']} shed (503); latency p50 {r['p50'] * 1000:.0f} ms "
+                      f"p99 {r['p99'] * 1000:.0f} ms; servers' CPU {r['cpu']:.0f} % of a core meanwhile", flush=True)  # fmt: skip
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--client":
-        client_main(int(sys.argv[2]), sys.argv[3])
-    elif len(sys.argv) > 1 and sys.argv[1] == "--outage-client":
-        client_main(int(sys.argv[2]), sys.argv[3], outage=True)
-    elif len(sys.argv) > 2 and sys.argv[1] == "--outage":
-        main_outage(float(sys.argv[2]), [int(a) for a in sys.argv[3:]] or [1000, 5000])
+        client_main([int(p) for p in sys.argv[2].split(",")], int(sys.argv[3]), sys.argv[4])
     else:
-        main([int(a) for a in sys.argv[1:]] or [1000, 2000, 5000])
+        main()
     os._exit(0)

@@ -41,7 +41,8 @@ READY_WITHIN = 0.3
 # Full jitter in [0, 10 s] once the outage is long: every agent is back within 10 s of the
 # source's return (goal 15 s), and N returning agents arrive spread over those 10 s, at about
 # N / 10 requests a second (20,000 agents: 2,000/s, mostly 304s), never all at once. A server
-# that cannot take that answers 503 with Retry-After, which is honoured.
+# that cannot take that answers 503 with Retry-After (sharedfs-api --max-busy), which is honoured
+# with jitter: the server's seconds, then up to half as long again.
 BACKOFF_CAP = 10.0
 RETRY_AFTER_CAP = 240.0  # a Retry-After longer than this is a misconfiguration, not a request
 
@@ -56,8 +57,12 @@ class Backoff:
     def next(self, retry_after: Optional[float] = None) -> float:
         delay = self.rng(0, min(self.cap, self.base * 2 ** min(self.failures, 32)))
         self.failures += 1
-        # A server's Retry-After is a floor: we never come back sooner than it asked.
-        return max(delay, min(retry_after, RETRY_AFTER_CAP)) if retry_after else delay
+        if not retry_after:
+            return delay
+        # The server said when (it sheds load, or restarts): never sooner, and up to half as long
+        # again, so the agents it answered in the same second do not all come back in one.
+        retry_after = min(retry_after, RETRY_AFTER_CAP)
+        return retry_after + self.rng(0, retry_after / 2)
 
     def reset(self) -> None:
         self.failures = 0

@@ -22,6 +22,7 @@ from .routers import agents, dashboard, filesystems, instances, vendordata
 from .routers.agent_index import agent_index
 from .services import FLUSH_INTERVAL, LastSeen, make_services
 from .services.sessions import DashboardSessions
+from .shed import LoopLag, Shed
 from .view import AgentView, Hub, PgNotifier
 
 __all__ = ["Settings", "create_app"]
@@ -44,6 +45,8 @@ class Settings:
     public_url: Optional[str] = None  # the API URL vendordata hands instances (default: the URL Nova called)
     ca_pem: Optional[str] = None  # the CA instances should trust for it
     reconcile_every: float = 300.0  # seconds between reconciles of drivers against rows (also at start)
+    max_busy: int = 64  # requests at work at once; more are answered 503 + Retry-After (shed.py); 0: no bound
+    max_lag: float = 0.5  # seconds the event loop may run late before new requests are shed too; 0: no bound
 
 
 class BodyLimit:
@@ -145,6 +148,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="sharedfs os-filesystem API", version=__version__, lifespan=lifespan)
     app.add_middleware(BodyLimit)
+    app.state.loop_lag = LoopLag()  # the server's tick feeds it (server.py)
+    app.add_middleware(Shed, limit=settings.max_busy, lag=app.state.loop_lag, max_lag=settings.max_lag)  # fmt: skip
     # What the dependencies in deps.py hand to the routes.
     app.state.services = services
     # Token answers are remembered only until the next change anywhere (PostgreSQL tells every process).
@@ -195,7 +200,7 @@ _ERROR_SCHEMA = {"type": "object", "required": ["error"], "properties": {"error"
 _REASONS = {400: "invalid parameter or body", 401: "missing or unknown X-Auth-Token",
             403: "the token's role or project may not do this", 404: "no such project member, filesystem or instance",
             409: "conflicts with the current state (e.g. a name taken, a filesystem not available)",
-            413: "request body over 64 KiB", 503: "the server is shutting down (Retry-After)"}  # fmt: skip
+            413: "request body over 64 KiB", 503: "the server is shutting down or busy (Retry-After)"}  # fmt: skip
 
 
 def _declare_errors(app: FastAPI) -> None:

@@ -85,7 +85,8 @@ def cmd_serve(args) -> int:
     settings = Settings(db_url=_db_url(args), backends=_backend_configs(args), max_wait=args.max_wait,
                         agent_wheels=args.agent_wheels, auth=args.auth, openstack_config=openstack_config,
                         vendordata_secret=secret, public_url=args.public_url, ca_pem=ca_pem,
-                        reconcile_every=args.reconcile_every)  # fmt: skip
+                        reconcile_every=args.reconcile_every, max_busy=args.max_busy,
+                        max_lag=args.max_lag)  # fmt: skip
     limits = Limits(max_connections=args.max_connections, request_timeout=args.request_timeout)
     serve(create_app(settings), host.strip("[]"), int(port), limits, log_level=args.log_level,
           access_log=args.access_log)  # fmt: skip
@@ -323,6 +324,12 @@ def _serve_parser(sub) -> None:
     serve.add_argument("--max-connections", type=int, default=4096,
                        help="connections held at once, long-polls included; more are refused with 503 "
                             "(default 4096; the file descriptor limit is raised to fit)")  # fmt: skip
+    serve.add_argument("--max-busy", type=int, default=64, metavar="N",
+                       help="requests at work at once (held long-polls do not count); more are answered 503 with "
+                            "Retry-After 1-4 s at once (default 64; 0: no bound)")  # fmt: skip
+    serve.add_argument("--max-lag", type=float, default=0.5, metavar="S",
+                       help="while the event loop runs more than S seconds late, new requests are answered 503 "
+                            "with Retry-After too (default 0.5; 0: no bound)")  # fmt: skip
     serve.add_argument("--request-timeout", type=float, default=10.0,
                        help="seconds for a whole request to arrive, and for an idle connection to send one (default 10)")  # fmt: skip
     serve.add_argument(

@@ -105,6 +105,13 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self.app = app
 
+    async def on_tick(self, counter: int) -> bool:
+        # uvicorn ticks every 0.1 s: how late it runs is the event loop's lag (load shedding, shed.py).
+        lag = getattr(self.app.state, "loop_lag", None)
+        if lag is not None:
+            lag.tick()
+        return await super().on_tick(counter)
+
     async def shutdown(self, sockets=None) -> None:
         self.app.state.hub.close()
         await super().shutdown(sockets)

@@ -16,6 +16,7 @@ from ..deps import INSTANCE, NAME, TENANT, agent_view, caller, hub, instances, l
 from ..errors import NotFound
 from ..schemas import StateIn
 from ..services import InstanceService
+from ..shed import holding
 
 __all__ = ["make_router"]
 
@@ -60,7 +61,7 @@ def make_router(max_wait: int) -> APIRouter:
         gone: Optional[asyncio.Future] = None  # a client that leaves frees its handler at once
         try:
             while True:
-                event = changes.event  # taken before the snapshot: a change after this wakes us
+                change = changes.next_change  # taken before the snapshot: a change after this wakes us
                 snap = await view.snapshot()
                 if snap.instances.get(instance_id) != tenant:
                     raise NotFound(f"instance {instance_id!r} is not registered in project {tenant!r}")
@@ -70,12 +71,10 @@ def make_router(max_wait: int) -> APIRouter:
                     break
                 if changes.closing:
                     return _shutting_down()
+                holding(request.scope)  # from here this request waits: it is not counted as work (shed.py)
                 gone = gone or asyncio.ensure_future(_disconnected(request))
-                changed = asyncio.ensure_future(event.wait())
-                try:
-                    await asyncio.wait((changed, gone), timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    changed.cancel()
+                # The hub's future is shared by every waiter: never cancelled here.
+                await asyncio.wait((change, gone), timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
                 if gone.done():
                     return _shutting_down()  # nobody reads it: uvicorn drops what is sent to a closed connection
         finally:

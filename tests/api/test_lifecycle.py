@@ -27,7 +27,8 @@ def enough_descriptors():
 
 @pytest.fixture
 def server(tmp_path):
-    server = ApiServer(tmp_path, extra_args=["--max-connections", "3000"]).start()
+    # No shedding: these tests send polls 200 at a time and are about other limits (shedding: below).
+    server = ApiServer(tmp_path, extra_args=["--max-connections", "3000", "--max-busy", "0", "--max-lag", "0"]).start()
     admin = server.token("admin")
     assert server.call("PUT", "/v1.1/p1/os-instances/i1", admin, json={"instance": {"addresses": ["10.9.0.1"]}}).ok
     server.poll_token = server.token("instance", "p1", "i1")
@@ -196,3 +197,52 @@ def test_connections_over_the_limit_are_refused_and_the_server_keeps_serving(str
     assert refused.startswith(b"HTTP/1.1 503 ") and b"retry-after: 5" in refused
     time.sleep(0.5)
     assert strict_server.call("GET", "/openapi.json").status_code == 200
+
+
+def test_a_burst_over_max_busy_is_shed_with_503_and_retry_after_and_held_polls_do_not_count(tmp_path):
+    server = ApiServer(tmp_path, extra_args=["--max-busy", "2"]).start()
+    try:
+        admin = server.token("admin")
+        assert server.call("PUT", "/v1.1/p1/os-instances/i1", admin, json={"instance": {"addresses": []}}).ok
+        server.poll_token = server.token("instance", "p1", "i1")
+        server.etag = server.call("GET", VIEW, server.poll_token).headers["ETag"]
+        listing = f"GET /v1.1/p1/os-filesystem HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {admin}\r\n\r\n".encode()
+
+        async def burst(count: int) -> list:
+            async def one() -> bytes:
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                writer.write(listing)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+                writer.close()
+                return head
+
+            return await asyncio.gather(*(one() for _ in range(count)))
+
+        async def run():
+            # 50 held long-polls first: they wait, they do not work, so they take none of the 2.
+            polls = []
+            for _ in range(50):
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                writer.write(poll_request(server))
+                polls.append(writer)
+                await asyncio.sleep(0.02)  # one at a time: none of them is shed
+            await asyncio.get_running_loop().run_in_executor(None, wait_quiet, server.proc.pid)
+            alone = await burst(1)
+            heads = await burst(200)
+            for writer in polls:
+                writer.close()
+            return alone, heads
+
+        alone, heads = asyncio.run(run())
+        statuses = [head.split(b" ", 2)[1] for head in heads]
+        shed = [head.lower() for head in heads if head.startswith(b"HTTP/1.1 503 ")]
+        print(
+            f"\n--max-busy 2, 50 polls held, a burst of 200 listings: {statuses.count(b'200')} served, {len(shed)} shed"
+        )
+        assert alone[0].startswith(b"HTTP/1.1 200 ")  # 50 held polls leave the bound free
+        assert set(statuses) == {b"200", b"503"} and len(shed) > 100
+        retry_after = [int(h.split(b"\r\nretry-after: ")[1].split(b"\r\n")[0]) for h in shed]
+        assert all(1 <= seconds <= 4 for seconds in retry_after) and len(set(retry_after)) > 1  # spread
+        assert server.call("GET", "/v1.1/p1/os-filesystem", admin).status_code == 200  # and it goes on serving
+    finally:
+        server.stop()

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import email.utils
 import http.server
 import json
 import os
 import socket
 import threading
+import time
 
 import pytest
 
 from sharedfs_agent import httpclient, identity, wire
-from sharedfs_agent.daemon import BACKOFF_CAP, Backoff, Wakeup
+from sharedfs_agent.daemon import BACKOFF_CAP, RETRY_AFTER_CAP, Backoff, Wakeup
 from sharedfs_agent.errors import ConfigError, SourceUnavailable
 from sharedfs_agent.host import systemd
+from sharedfs_agent.httpclient import Headers
 from sharedfs_agent.model import State, Verdict
 from sharedfs_agent.report import write_metrics
+from sharedfs_agent.sources import api as api_source
 from sharedfs_agent.sources.api import ApiClient, ApiPlugin, ApiSource, read_token
 
 GOOD = b'{"filesystems": [{"name": "a"}]}'
@@ -125,6 +129,32 @@ def test_backoff_is_full_jitter_exponential_and_honours_retry_after():
     assert Backoff(rng=lambda lo, hi: 0.0).next(retry_after=30) == 30
     backoff.reset()
     assert backoff.next() == 1
+
+
+def test_retry_after_is_honoured_with_jitter_never_sooner():
+    # The server's seconds, then up to half as long again (not the exponential delay: the server said when).
+    assert Backoff(rng=lambda lo, hi: lo).next(retry_after=4) == 4
+    assert Backoff(rng=lambda lo, hi: hi).next(retry_after=4) == 6
+    failing = Backoff(rng=lambda lo, hi: hi)
+    for _ in range(10):
+        failing.next()
+    assert failing.next(retry_after=2) == 3  # a long outage's 10 s cap does not hold back a told agent
+    assert Backoff(rng=lambda lo, hi: hi).next(retry_after=10_000) == RETRY_AFTER_CAP * 1.5
+    assert Backoff(rng=lambda lo, hi: hi).next(retry_after=0) == 1  # "0" is no request: our own backoff
+
+
+@pytest.mark.parametrize(
+    "value, seconds",
+    [("3", 3.0), (" 120 ", 120.0), ("", None), ("soon", None), ("-5", None), ("1.5", None),
+     ("Thu, 01 Jan 1970 00:00:00 GMT", 0.0)],
+)  # fmt: skip
+def test_retry_after_parsing(value, seconds):
+    assert api_source._retry_after(Headers({"retry-after": value})) == seconds
+
+
+def test_retry_after_as_a_date():
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 28 <= api_source._retry_after(Headers({"retry-after": when})) <= 30
 
 
 def test_identity_order_config_cloud_init_metadata_config_drive(tmp_path, server):
