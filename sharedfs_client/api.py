@@ -28,6 +28,7 @@ from .output import sanitize
 __all__ = ["Client", "Reply", "Transport", "UrllibTransport", "MAX_ANSWER_BYTES"]
 
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # far above any listing; a runaway answer is cut, not read into memory
+MAX_RETRY_AFTER = 10.0  # a shed call is sent again after the server's Retry-After, at most this long
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,10 @@ class Client:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
         reply = self.transport.send(method, url, headers, data, self.timeout)
+        deadline = time.monotonic() + self.timeout
+        while (wait := _shed_wait(reply)) is not None and time.monotonic() + wait < deadline:
+            time.sleep(wait)  # the server shed the call before doing any of it: the same call again is safe
+            reply = self.transport.send(method, url, headers, data, self.timeout)
         self._note_clock(reply)
         if 200 <= reply.status < 300:
             return reply
@@ -191,6 +196,15 @@ class Client:
         if not all(isinstance(item, dict) for item in value[key]):
             raise BadAnswer(f'answer\'s "{key}" holds something other than objects')
         return value[key]
+
+
+def _shed_wait(reply: Reply) -> Optional[float]:
+    """Seconds to wait before sending again, when the API shed the call (503 with Retry-After in
+    seconds, answered before any work: see the API's --max-busy); None for any other answer."""
+    after = (reply.headers.get("Retry-After") or "").strip()
+    if reply.status != 503 or not after.isdigit():
+        return None
+    return min(float(after), MAX_RETRY_AFTER)
 
 
 def _refusal(method: str, url: str, reply: Reply) -> Exception:

@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sharedfs_client import ApiError, BadAnswer, Client, Unreachable, UrllibTransport
+from sharedfs_client.api import Reply
 from sharedfs_client.cli import Display, ExitStatus, main
 from sharedfs_client.output import render_list, render_one, sanitize, to_yaml
 from sharedfs_client.wait import Goal, Progress, assess, follow
@@ -335,3 +336,27 @@ def test_catalog_urls_split_into_the_clients_root_and_project(url, expected):
     from sharedfs_client.osc.session import split_endpoint
 
     assert split_endpoint(url) == expected
+
+
+class Scripted:
+    """A transport that gives the scripted replies in turn and records each call."""
+
+    def __init__(self, *replies):
+        self.replies, self.calls = list(replies), []
+
+    def send(self, method, url, headers, body, timeout):
+        self.calls.append((method, url, body))
+        return self.replies.pop(0)
+
+
+def test_a_shed_call_is_sent_again_after_retry_after_and_other_503s_are_errors():
+    shed = Reply(503, {"Retry-After": "0"}, b'{"error": {"code": 503, "message": "busy"}}')
+    listing = Reply(200, {"Content-Type": "application/json"}, b'{"fs_entries": []}')
+    transport = Scripted(shed, shed, listing)
+    assert Client("http://api", "p1", transport).list_filesystems() == []
+    assert len(transport.calls) == 3 and len(set(transport.calls)) == 1  # the same call each time
+    down = Reply(503, {"Content-Type": "application/json"}, b'{"error": {"code": 503, "message": "driver down"}}')
+    transport = Scripted(down)
+    with pytest.raises(ApiError, match="driver down"):
+        Client("http://api", "p1", transport).list_filesystems()
+    assert len(transport.calls) == 1  # no Retry-After: not a shed call, not sent again
