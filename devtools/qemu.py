@@ -77,8 +77,14 @@ def _make_initramfs(kpkg: Path, release: str, out: Path) -> None:
     shutil.rmtree(root)
 
 
-def run_guest(guest_cmd: str, console: Path, timeout: float = 600, virtiofs: Optional[Tuple[Path, str]] = None,
-              forwards: Sequence[Tuple[int, int]] = (), tap: Optional[Tuple[str, str]] = None) -> str:
+def run_guest(
+    guest_cmd: str,
+    console: Path,
+    timeout: float = 600,
+    virtiofs: Optional[Tuple[Path, str]] = None,
+    forwards: Sequence[Tuple[int, int]] = (),
+    tap: Optional[Tuple[str, str]] = None,
+) -> str:
     """Boot, run guest_cmd (an absolute host path), power off; returns the console output.
 
     The guest reaches the host's loopback at 10.0.2.100: NFS's ports, and each (guest port, host

@@ -47,7 +47,9 @@ def test_agent_mounts_cephfs_with_the_kernel_client_remounts_on_a_new_path_and_u
     assert result["wrote"] is True, said
     assert ceph_cluster.read("/kvol1/from-guest.txt") == "written by the guest kernel's cephfs client\n"
     (line,) = result["lines_attached"]
-    assert line.startswith(f"{ADDRESS}:6789:/kvol1 /mnt/share/data ceph rw,name={CLIENT},secretfile=/etc/ceph/{CLIENT}.secret,"), line
+    assert line.startswith(
+        f"{ADDRESS}:6789:/kvol1 /mnt/share/data ceph rw,name={CLIENT},secretfile=/etc/ceph/{CLIENT}.secret,"
+    ), line
     assert result["converged_rc"] == 0, said
 
     # A changed path: unmounted and mounted afresh; the next file lands in the new directory only.
@@ -61,5 +63,7 @@ def test_agent_mounts_cephfs_with_the_kernel_client_remounts_on_a_new_path_and_u
 
     assert result["detach_rc"] == 0 and result["fstype_after"] is None, said
     assert result["fstab_after"] == "# guest fstab\n", said
-    print(f"\nCephFS kernel client in QEMU: boot, attach, write, remount on a new path, write, detach, "
-          f"poweroff in {seconds:.1f}s")
+    print(
+        f"\nCephFS kernel client in QEMU: boot, attach, write, remount on a new path, write, detach, "
+        f"poweroff in {seconds:.1f}s"
+    )
