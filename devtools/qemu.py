@@ -5,7 +5,8 @@ busybox-static, the kernel modules for virtio, 9p and NFS, and the host's mount.
 cached like the container root filesystem. The guest sees the host's / read-only over virtio-9p
 and runs `guest_cmd` chrooted into it, so the agent under test is the host's own code. Its only
 network is user-mode (restrict=on) with 10.0.2.100:2049 and :20048 forwarded to the host's
-127.0.0.1: it can reach nothing else. KVM is not used (it cannot boot a stock kernel here).
+127.0.0.1: it can reach nothing else; or, for the CephFS kernel client, a tap device inside the
+throw-away Ceph cluster's network namespace. KVM is not used (it cannot boot a stock kernel here).
 """
 
 from __future__ import annotations
