@@ -3,7 +3,8 @@
 The root filesystem is made once with debootstrap and cached by its package list (under
 SHAREDFS_ROOTFS_CACHE, default /var/cache/sharedfs-tests), so later runs skip debootstrap.
 Each container boots a copy of it, read-write, so a reboot keeps what the first boot did.
-The container shares the host's network: it reaches servers on the host's 127.0.0.1.
+The container shares the host's network: it reaches servers on the host's 127.0.0.1 (or joins a
+network namespace of the test's, e.g. the throw-away Ceph cluster's).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ PACKAGES = [
     # debootstrap does not resolve the virtual package python3-cryptography needs for cloud-init
     "python3-cffi-backend",
     "glusterfs-client", "iproute2", "procps", "util-linux", "ca-certificates",
+    # ceph-fuse's own systemd scope, shown in a container inside the Ceph cluster's network namespace
+    "ceph-fuse",
 ]  # fmt: skip
 CACHE = Path(os.environ.get("SHAREDFS_ROOTFS_CACHE", "/var/cache/sharedfs-tests"))
 
@@ -85,8 +88,9 @@ class Container:
     """One booted container: `run()` executes inside it (nsenter into all its namespaces)."""
 
     def __init__(self, base: Path, name: str, hosts: Dict[str, str], user_data: str, instance_id: str,
-                 vendor_data: Optional[str] = None, meta_data: str = "") -> None:  # fmt: skip
+                 vendor_data: Optional[str] = None, meta_data: str = "", netns: Optional[str] = None) -> None:  # fmt: skip
         self.base, self.name = base, name
+        self.netns = netns  # a network namespace of ours (`ip netns`) instead of the host's network
         self.root = base / "root"
         self.seed = base / "seed"
         self.console = base / "console.log"
@@ -115,7 +119,8 @@ class Container:
             self.proc = subprocess.Popen(
                 ["systemd-nspawn", "-b", "-D", str(self.root), "--register=no", "--keep-unit",
                  f"--machine={self.name}", "--bind=/dev/fuse", f"--bind={self.seed}:/var/lib/cloud/seed/nocloud",
-                 "--console=read-only"],
+                 "--console=read-only",
+                 *([f"--network-namespace-path=/run/netns/{self.netns}"] if self.netns else [])],
                 stdout=console, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         deadline = time.monotonic() + timeout

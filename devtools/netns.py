@@ -8,6 +8,22 @@ from pathlib import Path
 from typing import Dict, Tuple
 
 
+def veth_into(name: str, subnet: str) -> Tuple[str, str]:
+    """A veth pair from the host into network namespace `name`: the host side gets .1, the namespace's
+    side .2 of the /30 `subnet`. Returns (host interface, namespace interface); deleting the host
+    interface (or the namespace) removes both."""
+    prefix = subnet.rsplit(".", 1)[0]
+    host_if, ns_if = f"{name[:8]}h", f"{name[:8]}n"
+    for argv in (["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if],
+                 ["ip", "link", "set", ns_if, "netns", name],
+                 ["ip", "addr", "add", f"{prefix}.1/30", "dev", host_if],
+                 ["ip", "link", "set", host_if, "up"],
+                 ["ip", "netns", "exec", name, "ip", "addr", "add", f"{prefix}.2/30", "dev", ns_if],
+                 ["ip", "netns", "exec", name, "ip", "link", "set", ns_if, "up"]):  # fmt: skip
+        subprocess.run(argv, check=True, capture_output=True)
+    return host_if, ns_if
+
+
 class NetNamespace:
     """`ip netns add` + veth; the host side gets .1, the namespace .2 of a /30 the test picks."""
 
@@ -17,16 +33,9 @@ class NetNamespace:
         self.host_address, self.address = f"{prefix}.1", f"{prefix}.2"
         self.hosts_file = base / f"{name}.hosts"
         self.hosts_file.write_text("127.0.0.1 localhost\n" + "".join(f"{ip} {n}\n" for n, ip in hosts.items()))
-        self.host_if, self.ns_if = f"{name[:8]}h", f"{name[:8]}n"
-        for argv in (["ip", "netns", "add", name],
-                     ["ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if],
-                     ["ip", "link", "set", self.ns_if, "netns", name],
-                     ["ip", "addr", "add", f"{self.host_address}/30", "dev", self.host_if],
-                     ["ip", "link", "set", self.host_if, "up"],
-                     ["ip", "netns", "exec", name, "ip", "addr", "add", f"{self.address}/30", "dev", self.ns_if],
-                     ["ip", "netns", "exec", name, "ip", "link", "set", self.ns_if, "up"],
-                     ["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"]):  # fmt: skip
-            subprocess.run(argv, check=True, capture_output=True)
+        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+        self.host_if, self.ns_if = veth_into(name, subnet)
+        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True, capture_output=True)
 
     def run(self, script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         """A shell script inside the namespace; `ip netns exec` gives it a private mount

@@ -5,7 +5,8 @@ busybox-static, the kernel modules for virtio, 9p and NFS, and the host's mount.
 cached like the container root filesystem. The guest sees the host's / read-only over virtio-9p
 and runs `guest_cmd` chrooted into it, so the agent under test is the host's own code. Its only
 network is user-mode (restrict=on) with 10.0.2.100:2049 and :20048 forwarded to the host's
-127.0.0.1: it can reach nothing else. KVM is not used (it cannot boot a stock kernel here).
+127.0.0.1: it can reach nothing else; or, for the CephFS kernel client, a tap device inside the
+throw-away Ceph cluster's network namespace. KVM is not used (it cannot boot a stock kernel here).
 """
 
 from __future__ import annotations
@@ -77,30 +78,47 @@ def _make_initramfs(kpkg: Path, release: str, out: Path) -> None:
     shutil.rmtree(root)
 
 
-def run_guest(guest_cmd: str, console: Path, timeout: float = 600, virtiofs: Optional[Tuple[Path, str]] = None,
-              forwards: Sequence[Tuple[int, int]] = ()) -> str:
+def run_guest(
+    guest_cmd: str,
+    console: Path,
+    timeout: float = 600,
+    virtiofs: Optional[Tuple[Path, str]] = None,
+    forwards: Sequence[Tuple[int, int]] = (),
+    tap: Optional[Tuple[str, str]] = None,
+) -> str:
     """Boot, run guest_cmd (an absolute host path), power off; returns the console output.
 
     The guest reaches the host's loopback at 10.0.2.100: NFS's ports, and each (guest port, host
     port) of forwards (QEMU user networking's guestfwd, one busybox nc per connection).
 
     virtiofs=(socket, tag) plugs in a virtiofsd's share; vhost-user needs the guest's memory in a
-    shared memfd, which QEMU only gives through a NUMA node."""
+    shared memfd, which QEMU only gives through a NUMA node.
+
+    tap=(netns, device) plugs the guest's network into a tap device of that network namespace
+    instead (QEMU runs inside it; no forwards): 10.0.2.100 is then whatever holds that address
+    there, e.g. devtools/ceph.py's cluster, whose daemons tell clients their own addresses."""
     kernel, initramfs = kernel_and_initramfs()
     ports = [(2049, 2049), (20048, 20048), *forwards]
     guestfwd = ",".join(f"guestfwd=tcp:10.0.2.100:{guest}-cmd:busybox nc 127.0.0.1 {host}" for guest, host in ports)
+    netdev = f"user,id=n0,restrict=on,{guestfwd}"
+    if tap is not None:
+        if forwards:
+            raise ValueError("forwards need user networking; a tap guest reaches only its network namespace")
+        netdev = f"tap,id=n0,ifname={tap[1]},script=no,downscript=no"
     argv = [
         "qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "1", "-nographic", "-no-reboot",
         "-kernel", str(kernel), "-initrd", str(initramfs),
         "-fsdev", "local,id=hr,path=/,security_model=none,readonly=on,multidevs=remap",
         "-device", "virtio-9p-pci,fsdev=hr,mount_tag=hostroot",
         "-append", f"console=ttyS0 panic=-1 loglevel=3 guest_cmd={guest_cmd}",
-        "-netdev", f"user,id=n0,restrict=on,{guestfwd}", "-device", "virtio-net-pci,netdev=n0,romfile=",
+        "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile=",
     ]  # fmt: skip
     if virtiofs is not None:
         socket, tag = virtiofs
         argv += ["-object", "memory-backend-memfd,id=mem,size=1024M,share=on", "-numa", "node,memdev=mem",
                  "-chardev", f"socket,id=vfs,path={socket}", "-device", f"vhost-user-fs-pci,chardev=vfs,tag={tag}"]  # fmt: skip
+    if tap is not None:
+        argv = ["ip", "netns", "exec", tap[0], *argv]
     with open(console, "wb") as out:
         subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False)
     return console.read_text(errors="replace")

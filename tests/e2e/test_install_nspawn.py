@@ -194,3 +194,54 @@ def test_vendor_data_with_token_and_identity_from_metadata(glusterd, workdir, wh
         if container is not None:
             container.remove()
         api.stop()
+
+
+def test_ceph_fuse_lives_in_a_scope_of_its_own(ceph_cluster, workdir):
+    """ceph-fuse under systemd as PID 1: the agent, run as a service, mounts a live CephFS and the
+    FUSE daemon stays in a scope of its own, so the mount outlives the agent's unit (invariant 8).
+    The container joins the Ceph cluster's network namespace; the agent is this checkout's code."""
+    from devtools.ceph import ADDRESS, CLIENT
+
+    need_root()
+    require(shutil.which("systemd-nspawn") is not None, "systemd-nspawn (Debian package systemd-container)")
+    ceph_cluster.mkdir("/ct")
+    container = Container(workdir / "ct3", f"sfs-cc{os.getpid() % 10000}", {}, "#cloud-config\n", "ct3-0001",
+                          netns=ceph_cluster.netns)  # fmt: skip
+    try:
+        root = container.root
+        shutil.copytree(REPO / "sharedfs_agent", root / "opt/sharedfs/sharedfs_agent")
+        # The cluster's fsid and monitors, and the client's secretfile: what an operator lays into /etc/ceph.
+        fsid = next(line for line in ceph_cluster.conf.read_text().splitlines() if line.startswith("fsid"))
+        (root / "etc/ceph").mkdir(exist_ok=True)
+        (root / "etc/ceph/ceph.conf").write_text(
+            f"[global]\n{fsid}\nmon host = [v2:{ADDRESS}:3300,v1:{ADDRESS}:6789]\n"
+        )
+        shutil.copy(ceph_cluster.etc / f"{CLIENT}.secret", root / "etc/ceph" / f"{CLIENT}.secret")
+        (root / "etc/sfs-ceph.conf").write_text(
+            "[agent]\nsource = file\nstate_dir = /var/lib/sfs-ceph\nfstab = /etc/fstab\nallowed_roots = /mnt/ceph\n"
+            "mount_timeout = 60\n[file]\npath = /etc/sfs-ceph.json\n"
+        )
+        entry = {"name": "ct", "fs_type": "ceph-fuse", "export": "/ct", "mount_point": "/mnt/ceph/ct",
+                 "mount_options": [f"ceph.id={CLIENT}", f"ceph.keyfile=/etc/ceph/{CLIENT}.secret"]}  # fmt: skip
+        (root / "etc/sfs-ceph.json").write_text(json.dumps({"filesystems": [entry]}))
+        container.boot()
+        once = ["systemd-run", "--wait", "--collect", "--quiet", "--unit=sfs-ceph-once", "-E", "PYTHONPATH=/opt/sharedfs",
+                "python3", "-m", "sharedfs_agent", "once", "--config", "/etc/sfs-ceph.conf"]  # fmt: skip
+        start = time.monotonic()
+        ran = container.run(*once, timeout=120)
+        seconds = time.monotonic() - start
+        assert ran.returncode == 0, ran.stdout + ran.stderr + container.run("journalctl", "-u", "sfs-ceph-once").stdout
+        # The agent's unit is gone; the mount and its daemon are not.
+        assert container.mounts().get("/mnt/ceph/ct") == "fuse.ceph-fuse", container.mounts()
+        client = container.run("sh", "-c", "cat /proc/$(pgrep -x ceph-fuse | head -1)/cgroup").stdout
+        assert "sfs-ceph-once.service" not in client and ".scope" in client, client
+        wrote = container.run("sh", "-c", "echo from-the-container > /mnt/ceph/ct/probe && cat /mnt/ceph/ct/probe")
+        assert wrote.stdout == "from-the-container\n", wrote.stderr
+        assert ceph_cluster.read("/ct/probe") == "from-the-container\n"
+        (root / "etc/sfs-ceph.json").write_text(json.dumps({"filesystems": []}))
+        ran = container.run(*once, timeout=120)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert "/mnt/ceph/ct" not in container.mounts()
+        print(f"\nceph-fuse in a systemd container: the agent's pass (mount, own scope) took {seconds:.1f}s")
+    finally:
+        container.remove()

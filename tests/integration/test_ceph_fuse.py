@@ -8,10 +8,12 @@ import time
 import pytest
 
 from devtools.ceph import CLIENT
+from devtools.netns import veth_into
 
 from .conftest import FOREIGN_FSTAB, Agent, wait_for
 
 pytestmark = [pytest.mark.root]
+GLUSTER_SUBNET = "10.213.79.0"  # a /30 between the host (glusterd) and the Ceph cluster's network namespace
 KEY_OPTIONS = [f"ceph.id={CLIENT}", f"ceph.keyfile=/etc/ceph/{CLIENT}.secret"]
 
 
@@ -63,13 +65,33 @@ def test_attach_remount_on_a_new_path_then_detach(ceph_agent, ceph_cluster):
     assert agent.fstab.read_bytes() == FOREIGN_FSTAB + b"\n"
 
 
-def test_dead_cluster_is_reported_and_never_hangs_the_pass_or_status(ceph_agent, ceph_cluster):
+@pytest.fixture
+def gluster_beside(ceph_agent, ceph_cluster, glusterd, workdir):
+    """A GlusterFS volume the ceph agent's namespace can reach: a veth from the host into the cluster's
+    network namespace, and the brick's host name resolving to the host's side of it."""
+    host_if, _ = veth_into(ceph_cluster.netns, GLUSTER_SUBNET)
+    hosts = workdir / "ceph-netns.hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n{GLUSTER_SUBNET.rsplit('.', 1)[0]}.1 {glusterd.host}\n")
+    ceph_agent.ns.run(["mount", "--bind", str(hosts), "/etc/hosts"], check=True)
+    try:
+        yield glusterd.create_volume("besideceph")
+    finally:
+        glusterd.delete_volume("besideceph")
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+
+
+@pytest.mark.gluster
+def test_dead_cluster_is_reported_and_never_hangs_the_pass_the_other_filesystems_or_status(
+    ceph_agent, ceph_cluster, glusterd, gluster_beside
+):
     agent = ceph_agent
     ceph_cluster.mkdir("/vol1")
     agent.desire(entry(agent, "data", "/vol1"))
     assert agent.once().returncode == 0
     ceph_cluster.freeze()  # mon, mgr, OSD, MDS all SIGSTOPped: connections accepted, nothing answered
     try:
+        # The same pass also has another filesystem to mount: a GlusterFS volume, which must not wait.
+        agent.desire(entry(agent, "data", "/vol1"), agent.entry("other", gluster_beside))
         start = time.monotonic()
         proc = agent.ns.popen(agent.command("once"), stderr=subprocess.PIPE, text=True)
         time.sleep(0.5)
@@ -82,11 +104,20 @@ def test_dead_cluster_is_reported_and_never_hangs_the_pass_or_status(ceph_agent,
         assert status_seconds < 2
         assert elapsed < 3 + 5, stderr  # probe_timeout is 3 s
         assert agent.mounted("data") is not None  # dead, reported, never unmounted
+        other = agent.mounted("other")
+        assert other is not None and other.fstype == "fuse.glusterfs", stderr
+        agent.ns.write(agent.mp("other") + "/while-ceph-is-dead.txt", "gluster goes on")
+        assert (glusterd.volumes["besideceph"] / "while-ceph-is-dead.txt").read_text() == "gluster goes on"
         status = agent.status()
         assert status["data"]["state"] == "error" and "no answer" in status["data"]["detail"], status
+        assert status["other"]["state"] == "mounted", status
     finally:
         ceph_cluster.thaw()
     assert wait_for(lambda: agent.once().returncode == 0, timeout=60)
     agent.desire()
     assert agent.once().returncode == 0
-    assert agent.mounted("data") is None
+    assert agent.mounted("data") is None and agent.mounted("other") is None
+    print(
+        f"\ndead Ceph cluster: pass with a GlusterFS mount beside it ended in {elapsed:.1f}s, "
+        f"status answered in {status_seconds:.2f}s"
+    )
