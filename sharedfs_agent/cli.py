@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import sys
 import time
-from typing import List, Optional, Tuple
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from . import __version__, actual, fstab, logs, sources
 from . import config as config_mod
@@ -20,12 +20,17 @@ from .mounters import registry
 from .reconcile import PassResult, Reconciler
 from .report import read_status, write_status
 
+if TYPE_CHECKING:
+    import argparse
+
 __all__ = ["main", "ExitStatus"]
 
 log = logging.getLogger("sharedfs_agent")
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse  # not for the daemon: `run` with its usual options is parsed by _run_args
+
     parser = argparse.ArgumentParser(prog="sharedfs-agent", description="sharedfs-agent command line")
     parser.add_argument("--version", action="version", version=f"sharedfs-agent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -53,6 +58,27 @@ def _parser() -> argparse.ArgumentParser:
         if name in ("plan", "status"):
             p.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
+
+
+def _run_args(argv: Sequence[str]) -> Optional[SimpleNamespace]:
+    """`run [--config PATH] [-v|--verbose]` as argparse reads it, without argparse (about 0.3 MB of
+    the daemon's memory for the life of the instance); None for anything else (help, a mistake,
+    an abbreviation), which argparse then parses and answers as always."""
+    if not argv or argv[0] != "run":
+        return None
+    args = SimpleNamespace(command="run", config=None, verbose=False)
+    rest = list(argv[1:])
+    while rest:
+        word = rest.pop(0)
+        if word in ("-v", "--verbose"):
+            args.verbose = True
+        elif word == "--config" and rest and not rest[0].startswith("-"):
+            args.config = rest.pop(0)
+        elif word.startswith("--config=") and not word[len("--config=") :].startswith("-"):
+            args.config = word[len("--config=") :]
+        else:
+            return None
+    return args
 
 
 def _config(args) -> config_mod.AgentConfig:
@@ -220,7 +246,7 @@ def cmd_packages(args) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _run_args(sys.argv[1:] if argv is None else argv) or _parser().parse_args(argv)
     if args.command == "version":
         print(f"sharedfs-agent {__version__}")
         return ExitStatus.CONVERGED

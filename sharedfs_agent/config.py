@@ -7,10 +7,10 @@ import grp
 import os
 import pwd
 import re
-from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from .errors import ConfigError
+from .records import dataclass, field
 from .sources.base import Key, SourcePlugin  # the contract only: config never loads a source
 
 __all__ = ["AgentConfig", "load", "DEFAULT_PATH", "ENV_VAR"]

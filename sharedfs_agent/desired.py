@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 from . import wire
@@ -10,6 +9,7 @@ from .config import AgentConfig
 from .errors import InvalidEntry, SourceUnavailable
 from .model import Access, Filesystem, Rejection
 from .mounters import Mounter
+from .records import dataclass
 
 __all__ = ["Desired", "parse_document", "check_mount_point"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import functools
 import os
 import re
-from dataclasses import dataclass
 from typing import Dict, Mapping, Optional, Tuple
 
 from . import atomicfile
 from .escapes import escape, unescape
 from .model import FstabEntry
+from .records import dataclass
 
 __all__ = [
     "MARKER",

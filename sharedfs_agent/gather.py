@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, List, Mapping, Optional, Sequence, Set, Tuple
 
 from . import cache
@@ -14,6 +13,7 @@ from .desired import Desired, parse_document
 from .errors import SourceUnavailable
 from .model import Filesystem, Rejection, Verdict
 from .mounters import Mounter
+from .records import dataclass, field
 from .sources import Source
 
 __all__ = ["Gatherer", "Gathered", "union"]

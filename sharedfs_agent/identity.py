@@ -7,12 +7,12 @@ import logging
 import os
 import socket
 import struct
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import httpclient, wire
 from .errors import ConfigError
 from .host import commands
+from .records import dataclass
 
 __all__ = ["Identity", "Enrollment", "discover", "addresses", "vendordata", "check_enrollment", "metadata_service",
            "config_drive"]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple
+
+from .records import dataclass, field
 
 __all__ = [
     "Access",

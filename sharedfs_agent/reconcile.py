@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 from . import fstab, ledger
@@ -19,6 +18,7 @@ from .model import Action, ActionKind, Filesystem, Observed, OwnedMount, Plan, S
 from .mounters import Mounter
 from .plan import depth_order
 from .plan import plan as make_plan
+from .records import dataclass
 
 __all__ = ["Reconciler", "PassResult"]
 

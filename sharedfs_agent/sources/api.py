@@ -7,12 +7,12 @@ import logging
 import os
 import stat
 import time
-from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from .. import atomicfile, httpclient, identity, wire
 from ..errors import ConfigError, SourceUnavailable
 from ..model import Verdict
+from ..records import dataclass
 from .base import MAX_DOCUMENT_BYTES, Key, Reporter, Source, SourcePlugin
 
 __all__ = ["ApiSource", "ApiClient", "ApiReporter", "ApiPlugin", "Response", "read_token", "Enrolled", "enrolled"]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 from ..model import Verdict
+from ..records import dataclass
 
 __all__ = ["Source", "SourcePlugin", "Reporter", "Key", "MAX_DOCUMENT_BYTES"]
 
