@@ -41,12 +41,21 @@ class ApiServer:
                               capture_output=True, text=True).stdout.strip()  # fmt: skip
 
     def token(self, role: str, project: Optional[str] = None, instance: Optional[str] = None) -> str:
-        args = ["token", "create", "--role", role]
-        if project:
-            args += ["--project", project]
-        if instance:
-            args += ["--instance", instance]
-        return self.cli(*args)
+        """A token stored as `sharedfs-api token create` stores it (the same calls, in this process: a
+        CLI subprocess per token spent a second or more importing; tests/api/test_token_lifecycle.py
+        runs the command itself)."""
+        from sharedfs_api import db
+        from sharedfs_api.auth import ROLES, store_token
+        from sharedfs_api.schemas import IDENT
+
+        if role not in ROLES or not all(v is None or IDENT.fullmatch(v) for v in (project, instance)):
+            raise ValueError(f"token: bad role {role!r}, project {project!r} or instance {instance!r}")
+        db.upgrade(self.db_url)
+        engine = db.make_engine(self.db_url)
+        try:
+            return store_token(db.make_sessions(engine), role, project, instance)
+        finally:
+            engine.dispose()
 
     def start(self) -> ApiServer:
         argv = [sys.executable, "-m", "sharedfs_api", "serve", "--db", self.db_url,
