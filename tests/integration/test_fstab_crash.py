@@ -53,7 +53,7 @@ def test_kill_minus_nine_never_leaves_a_torn_fstab(tmp_path):
     rng = random.Random(1)
     kills = mid_write = 0
     writers = subprocess.Popen([sys.executable, "-c", WRITERS, str(path), str(lines)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+                               stdout=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     try:
         for _ in range(300):
             writers.stdin.write("go\n")
@@ -66,8 +66,10 @@ def test_kill_minus_nine_never_leaves_a_torn_fstab(tmp_path):
             assert path.read_text() in whole
             mid_write += any(p.name.startswith(".fstab.") for p in tmp_path.iterdir())
     finally:
+        os.killpg(writers.pid, signal.SIGKILL)  # its own session: the parent and a writer a failure left running
+        writers.wait()
         writers.stdin.close()
-        writers.wait(10)
+        writers.stdout.close()
     assert kills == 300
     assert mid_write > 0  # some kills did land between the temp file and the rename
     # A kill between mkstemp and rename leaves a temp file; the next write sweeps it away.
