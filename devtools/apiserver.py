@@ -41,12 +41,21 @@ class ApiServer:
                               capture_output=True, text=True).stdout.strip()  # fmt: skip
 
     def token(self, role: str, project: Optional[str] = None, instance: Optional[str] = None) -> str:
-        args = ["token", "create", "--role", role]
-        if project:
-            args += ["--project", project]
-        if instance:
-            args += ["--instance", instance]
-        return self.cli(*args)
+        """A token stored as `sharedfs-api token create` stores it (the same calls, in this process: a
+        CLI subprocess per token spent a second or more importing; tests/api/test_token_lifecycle.py
+        runs the command itself)."""
+        from sharedfs_api import db
+        from sharedfs_api.auth import ROLES, store_token
+        from sharedfs_api.schemas import IDENT
+
+        if role not in ROLES or not all(v is None or IDENT.fullmatch(v) for v in (project, instance)):
+            raise ValueError(f"token: bad role {role!r}, project {project!r} or instance {instance!r}")
+        db.upgrade(self.db_url)
+        engine = db.make_engine(self.db_url)
+        try:
+            return store_token(db.make_sessions(engine), role, project, instance)
+        finally:
+            engine.dispose()
 
     def start(self) -> ApiServer:
         # No lag shedding unless a test asks for it: the suite's servers share two cores with QEMU
@@ -68,7 +77,7 @@ class ApiServer:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"sharedfs-api did not start; see {self.log.name}")
-            time.sleep(0.1)
+            time.sleep(0.02)  # a refused connection costs nothing; the kill -9 test starts 50 servers
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -40,6 +40,16 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e packaging/sharedfs-agent -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
-.venv/bin/python -c 'import sharedfs_agent, pytest, hypothesis' # fails loudly if the install did not happen
+# pip takes ~20 s even when everything is installed (it rebuilds both editable wheels): skip it while
+# what it reads is unchanged. The editable installs pick up code changes without pip.
+inputs=$(cat pyproject.toml packaging/sharedfs-agent/pyproject.toml sharedfs_api/__init__.py sharedfs_agent/__init__.py \
+         scripts/setup.sh | sha256sum | cut -d' ' -f1)-$(.venv/bin/python -c 'import sys; print(sys.version)' | sha256sum | cut -c1-16)
+stamp=.venv/.sharedfs-setup
+if [ "$(cat "$stamp" 2>/dev/null)" != "$inputs" ]; then
+  rm -f "$stamp"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e packaging/sharedfs-agent -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+fi
+# Fails loudly if the install did not happen; only then is the install remembered (the next run retries).
+.venv/bin/python -c 'import sharedfs_agent, sharedfs_api, pytest, hypothesis'
+echo "$inputs" > "$stamp"
 echo "setup: ready (.venv/bin/sharedfs-agent $(.venv/bin/python -c 'import sharedfs_agent; print(sharedfs_agent.__version__)'))"

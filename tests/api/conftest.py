@@ -55,9 +55,10 @@ def world(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def postgres(request):
-    """A PostgreSQL server of the module's own (initdb + pg_ctl on a private socket and port)."""
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for the session (initdb + pg_ctl on a private socket and port; ~5 s each
+    time): every test makes a database of its own, under a name no other test uses."""
     require(shutil.which("runuser") is not None or os.geteuid() != 0, "runuser (util-linux)")
     try:
         from devtools.postgres import bindir
@@ -65,6 +66,6 @@ def postgres(request):
         bindir()
     except RuntimeError as e:
         require(False, str(e))
-    server = Postgres(workspace() / f"pg-{request.module.__name__.rsplit('.', 1)[-1]}-{os.getpid()}").start()
+    server = Postgres(workspace() / f"pg-{os.getpid()}").start()
     yield server
     server.stop()
