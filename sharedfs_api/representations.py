@@ -10,7 +10,15 @@ from sharedfs_agent import wire
 
 from . import db
 
-__all__ = ["fs_entry", "agent_entry", "identity_entry", "agent_document", "instance_entry", "fs_instance_entry", "AGENT_ENTRY_KEYS"]
+__all__ = [
+    "fs_entry",
+    "agent_entry",
+    "identity_entry",
+    "agent_document",
+    "instance_entry",
+    "fs_instance_entry",
+    "AGENT_ENTRY_KEYS",
+]
 
 # The keys of an agent's entry the API fills from the filesystem's row, in the wire contract's
 # words. `access` and `allow_nonempty` are left out: every agent applies its own defaults for them;

@@ -139,7 +139,9 @@ class AgentView:
                 or time.monotonic() - snap.loaded_at > self.max_age
             ):
                 generation = self.hub.generation  # read first: a change during the load reloads again
-                snap = self._snapshot = await run_in_threadpool(_load, self.sessions, generation, self.identity_backends)
+                snap = self._snapshot = await run_in_threadpool(
+                    _load, self.sessions, generation, self.identity_backends
+                )
             return snap
 
     @staticmethod

@@ -67,7 +67,7 @@ class Mounter:
         if not (fs.secret and self.secret_option):
             return ""
         prefix = self.secret_option + "="
-        return next((o[len(prefix):] for o in fs.options if o.startswith(prefix)), "")
+        return next((o[len(prefix) :] for o in fs.options if o.startswith(prefix)), "")
 
     def check_export(self, export: str) -> str:
         """Return the export in canonical form or raise InvalidEntry saying what is wrong."""

@@ -19,19 +19,26 @@ __all__ = ["CephfsDriver", "auth_id"]
 # A cephx id the mgr volumes module and both clients' `name=`/`ceph.id=` take (the agent's
 # mounters accept [A-Za-z0-9_.-]{1,64}); instance ids are wire.IDENT, filesystem names wire.FS_NAME.
 AUTH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-PREFIX = "sfs-"
+PREFIX = "sfs."
 CLIENTS = {"kernel": "cephfs", "fuse": "ceph-fuse"}  # driver option `client` -> the fs_type agents mount
 # A cephx key as `ceph auth get` prints it: base64 of a 28-byte secret.
 KEY = re.compile(r"[A-Za-z0-9+/]{38}==")
 
 
 def auth_id(fs_name: str, instance_id: str) -> str:
-    """The cephx id of one instance for one subvolume: `sfs-<fs>-<instance>`, readable in `ceph
-    auth ls`; when that would pass 64 characters the instance part becomes a digest of the id."""
-    plain = f"{PREFIX}{fs_name}-{instance_id}"
+    """The cephx id of one instance for one subvolume: `sfs.<fs>.<instance>`, readable in `ceph
+    auth ls`. The dot cannot occur in a filesystem name (wire.FS_NAME), so two pairs never share
+    an id (with `-`, fs `a-b` + instance `c` and fs `a` + instance `b-c` would, and one instance
+    would get the other's subvolume). Past 64 characters a digest of the pair stands in, after
+    `_`, which starts no filesystem name or instance id."""
+    plain = f"{PREFIX}{fs_name}.{instance_id}"
     if len(plain) <= 64:
         return plain
-    return f"{PREFIX}{fs_name}-{hashlib.sha256(instance_id.encode()).hexdigest()[:64 - len(PREFIX) - len(fs_name) - 1]}"
+    digest = hashlib.sha256(f"{fs_name}/{instance_id}".encode()).hexdigest()
+    head = f"{PREFIX}{fs_name}."
+    if len(head) + 1 + 16 <= 64:
+        return f"{head}_{digest[: 64 - len(head) - 1]}"
+    return f"{PREFIX}_{digest[: 64 - len(PREFIX) - 1]}"
 
 
 class CephfsDriver(Driver):
@@ -189,4 +196,3 @@ class CephfsDriver(Driver):
         """The subvolumes of the group: ours (the group is this driver's alone)."""
         return {item["name"] for item in json.loads(self._ceph("fs", "subvolume", "ls", self.volume, "--group_name",
                                                                self.group, "--format", "json") or "[]")}  # fmt: skip
-

@@ -77,15 +77,15 @@ def test_subvolume_key_per_instance_quota_and_revocation(setup, ceph_cluster, ce
     assert info["bytes_quota"] == SIZE and entry["export"] == info["path"]
     assert info["path"].startswith("/volumes/sharedfs/cfs1/")
     assert view(server, tokens["vm1"], "vm1") == []  # not connected: nothing, and no key made
-    assert key_of(ceph_cluster, "sfs-cfs1-vm1") is None
+    assert key_of(ceph_cluster, "sfs.cfs1.vm1") is None
 
     assert server.call("PUT", "/v1.1/p1/os-filesystem/cfs1/instances/vm1", admin).status_code == 201
-    key = key_of(ceph_cluster, "sfs-cfs1-vm1")
+    key = key_of(ceph_cluster, "sfs.cfs1.vm1")
     assert key
-    caps = ceph_cluster.ceph("auth", "get", "client.sfs-cfs1-vm1")
+    caps = ceph_cluster.ceph("auth", "get", "client.sfs.cfs1.vm1")
     assert f"allow rw path={info['path']}" in caps  # that subvolume only
     (own,) = view(server, tokens["vm1"], "vm1")
-    assert own["secret"] == key and "ceph.id=sfs-cfs1-vm1" in own["mount_options"]
+    assert own["secret"] == key and "ceph.id=sfs.cfs1.vm1" in own["mount_options"]
     # Nobody else sees it: not vm2, not an admin reading vm1's view, not the filesystem's pages.
     assert view(server, tokens["vm2"], "vm2") == []
     assert all("secret" not in e for e in view(server, admin, "vm1"))
@@ -120,7 +120,7 @@ def test_subvolume_key_per_instance_quota_and_revocation(setup, ceph_cluster, ce
     timed(agent.ns, f"rm -f {mount_point}/big")
 
     assert server.call("DELETE", "/v1.1/p1/os-filesystem/cfs1/instances/vm1", admin).status_code == 202
-    assert key_of(ceph_cluster, "sfs-cfs1-vm1") is None  # the cephx client is gone
+    assert key_of(ceph_cluster, "sfs.cfs1.vm1") is None  # the cephx client is gone
     assert view(server, tokens["vm1"], "vm1") == []
     # The mounted instance lost access: its client was evicted (blocklisted).
     after = timed(agent.ns, f"echo again > {mount_point}/after.txt && sync {mount_point}/after.txt && "
@@ -130,7 +130,7 @@ def test_subvolume_key_per_instance_quota_and_revocation(setup, ceph_cluster, ce
     # A fresh mount with the old key is refused.
     fresh = str(workdir / "fresh-mnt")
     os.makedirs(fresh, exist_ok=True)
-    again = timed(agent.ns, f"ceph-fuse --id sfs-cfs1-vm1 --keyfile {secret_file} "
+    again = timed(agent.ns, f"ceph-fuse --id sfs.cfs1.vm1 --keyfile {secret_file} "
                             f"--client_mountpoint {info['path']} {fresh} && stat {fresh}/hello.txt", timeout=30)  # fmt: skip
     assert again.returncode != 0, again
     timed(agent.ns, f"umount -l {fresh}")

@@ -16,8 +16,7 @@ depends_on = None
 def upgrade():
     op.create_table(
         "identity_grants",
-        sa.Column("filesystem_id", sa.Integer(), sa.ForeignKey("filesystems.id", ondelete="CASCADE"),
-                  primary_key=True),  # fmt: skip
+        sa.Column("filesystem_id", sa.Integer(), sa.ForeignKey("filesystems.id", ondelete="CASCADE"), primary_key=True),
         sa.Column("instance_id", sa.String(64), primary_key=True),
         sa.Column("secret", sa.String(256), nullable=False),
         sa.Column("options_json", sa.Text(), nullable=False),
