@@ -250,8 +250,12 @@ class Reconciler:
                 wanted[path] = fs.secret
         for path in self.host.secret_files(self.config.secret_dir, f"{SECRET_PREFIX}*{SECRET_SUFFIX}"):
             if path not in wanted:
-                self.host.remove_file(path)
-                log.info("removed the secret file %s: no filesystem wants it", path)
+                try:
+                    self.host.remove_file(path)
+                except OSError as e:
+                    log.warning("could not remove the secret file %s: %s", path, e.strerror)
+                else:
+                    log.info("removed the secret file %s: no filesystem wants it", path)
         for path, secret in wanted.items():
             try:
                 self.host.write_secret(path, secret)
