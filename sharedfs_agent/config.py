@@ -44,6 +44,9 @@ class AgentConfig:
     mount_point_gid: int = 0
     use_systemd_scope: Optional[bool] = None  # None: when systemd is PID 1
     resync_interval: float = 300.0  # the daemon reconciles at least this often (repairs drift)
+    # Where the credentials of entries reached by identity are written (root-only files, one per
+    # filesystem, sharedfs-<name>.secret); what their mount options name.
+    secret_dir: str = "/etc/ceph"
     # [metrics]
     metrics_textfile: str = ""  # Prometheus node-exporter textfile; empty: none
 
@@ -91,6 +94,7 @@ _KNOWN = {
         "mount_point_owner": "mount_point_owner",
         "use_systemd_scope": "use_systemd_scope",
         "resync_interval": "resync_interval",
+        "secret_dir": "secret_dir",
     },
     "metrics": {"textfile": "metrics_textfile"},
 }
@@ -122,6 +126,14 @@ def _parse_value(section: str, key: str, value: str, kind: str):
         if not 0 < number <= 3600:
             raise ConfigError(f"{where}: must be between 0 and 3600 seconds")
         return number
+    return value
+
+
+def _secret_dir(section: str, raw: str) -> str:
+    """An absolute, normalised path that fits in a mount option (it is named in one)."""
+    value = raw.strip()
+    if not re.fullmatch(r"(/[A-Za-z0-9_.-]+)+", value) or os.path.normpath(value) != value or "/../" in value + "/":
+        raise ConfigError(f"[{section}] secret_dir = {raw!r}: expected an absolute path of [A-Za-z0-9_.-] components")
     return value
 
 
@@ -188,6 +200,8 @@ def _agent_section(path: str, section: str, items) -> Dict[str, Any]:
                 values[name] = int(raw.strip(), 8)
             except ValueError:
                 raise ConfigError(f"[{section}] mount_point_mode = {raw!r}: expected octal like 0755") from None
+        elif name == "secret_dir":
+            values[name] = _secret_dir(section, raw)
         elif name == "mount_point_owner":
             values["mount_point_uid"], values["mount_point_gid"] = _owner(section, raw)
         else:

@@ -11,7 +11,11 @@ from .model import Access, Filesystem, Rejection
 from .mounters import Mounter
 from .records import dataclass
 
-__all__ = ["Desired", "parse_document", "check_mount_point"]
+__all__ = ["Desired", "parse_document", "check_mount_point", "secret_path", "SECRET_PREFIX", "SECRET_SUFFIX"]
+
+# The agent's secret files: secret_dir/sharedfs-<entry name>.secret; only files so named are removed.
+SECRET_PREFIX = "sharedfs-"
+SECRET_SUFFIX = ".secret"
 
 # Asking for these needs a config setting; without it the restrictive twin is added.
 _PERMISSIVE = {"suid": ("nosuid", "allow_suid"), "dev": ("nodev", "allow_dev"), "exec": ("noexec", "allow_exec")}
@@ -92,6 +96,7 @@ def _entry(raw: Any, mounters: Mapping[str, Mounter], config: AgentConfig) -> Fi
     allow_nonempty = raw.get("allow_nonempty", False)
     if not isinstance(allow_nonempty, bool):
         raise InvalidEntry("allow_nonempty must be true or false")
+    secret = _secret(raw, mounter, options, config)
     return Filesystem(
         name=raw["name"],
         fs_type=fs_type,
@@ -100,7 +105,29 @@ def _entry(raw: Any, mounters: Mapping[str, Mounter], config: AgentConfig) -> Fi
         options=tuple(options),
         access=access or Access.RW,
         allow_nonempty=allow_nonempty or config.allow_nonempty,
+        secret=secret,
     )
+
+
+def secret_path(config: AgentConfig, name: str) -> str:
+    """The agent's file for one entry's secret (entry names are wire.ENTRY_NAME: a safe file name)."""
+    return f"{config.secret_dir}/{SECRET_PREFIX}{name}{SECRET_SUFFIX}"
+
+
+def _secret(raw: dict, mounter: Mounter, options: List[str], config: AgentConfig) -> str:
+    """The entry's secret, if any; its file's option is added to `options` (the file is the agent's
+    to write, so the entry may not name one itself). The value is never quoted in an error."""
+    secret = raw.get(wire.SECRET_KEY)
+    if secret is None:
+        return ""
+    if not isinstance(secret, str) or not wire.SECRET.fullmatch(secret):
+        raise InvalidEntry(f"secret is not {wire.SECRET.pattern} (its value is not shown)")
+    if not mounter.secret_option:
+        raise InvalidEntry(f"fs_type {mounter.fs_type} takes no secret")
+    if any(o.split("=", 1)[0] == mounter.secret_option for o in options):
+        raise InvalidEntry(f"an entry with a secret may not name its own {mounter.secret_option}")
+    options.append(f"{mounter.secret_option}={secret_path(config, raw['name'])}")
+    return secret
 
 
 def _label(raw: Any, index: int) -> str:

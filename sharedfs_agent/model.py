@@ -40,6 +40,9 @@ class Filesystem:
     options: Tuple[str, ...] = ()  # validated options, without access/nosuid/nodev
     access: Access = Access.RW
     allow_nonempty: bool = False  # may it hide a non-empty directory?
+    # The entry's credential (wire.SECRET), written to the file its mounter names and nowhere
+    # else: never shown (repr), never in the ledger, and not part of what makes a remount.
+    secret: str = field(default="", repr=False, compare=False)
 
 
 @dataclass(frozen=True)

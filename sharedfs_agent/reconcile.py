@@ -9,7 +9,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 from . import fstab, ledger
 from .config import AgentConfig
-from .desired import Desired
+from .desired import SECRET_PREFIX, SECRET_SUFFIX, Desired
 from .errors import ClientMissing, MountError, outcome
 from .host import systemd
 from .host.mount import Host, MountSettings
@@ -190,6 +190,9 @@ class Reconciler:
         mounter = self.mounters[fs.fs_type]
         if not self.host.client_installed(mounter.helper, mounter.kernel_fstypes, mounter.kernel_module):
             raise ClientMissing(mounter.client_hint())
+        secret_file = mounter.secret_file(fs)
+        if secret_file:
+            self.host.write_secret(secret_file, fs.secret)  # the mount names the file, never the key
         # The mounter decides; a FUSE client must outlive the agent, so it gets its own scope.
         scope = f"sharedfs mount of {fs.name} on {mp}" if mounter.fuse else None
         self.host.mount(mounter.mount_argv(fs), self.settings, scope)
@@ -230,9 +233,34 @@ class Reconciler:
         the_plan = make_plan(
             desired, observed, self.mounters, may_unmount=fresh, mount_timeout=self.config.mount_timeout
         )
-        if dry_run or the_plan.converged:
+        if dry_run:
             return PassResult(the_plan, the_plan.verdicts, not fresh)
-        return PassResult(the_plan, self.apply(the_plan, observed.ledger), not fresh)
+        verdicts = the_plan.verdicts if the_plan.converged else self.apply(the_plan, observed.ledger)
+        self._keep_secrets(desired)
+        return PassResult(the_plan, verdicts, not fresh)
+
+    def _keep_secrets(self, desired: Desired) -> None:
+        """Each desired entry's secret file equal to its secret (a rotated key reaches the file a
+        boot mounts with); every other file of ours removed: a filesystem gone, its key goes too."""
+        wanted: Dict[str, str] = {}
+        for fs in desired.filesystems:
+            mounter = self.mounters.get(fs.fs_type)
+            path = mounter.secret_file(fs) if mounter else ""
+            if path:
+                wanted[path] = fs.secret
+        for path in self.host.secret_files(self.config.secret_dir, f"{SECRET_PREFIX}*{SECRET_SUFFIX}"):
+            if path not in wanted:
+                try:
+                    self.host.remove_file(path)
+                except OSError as e:
+                    log.warning("could not remove the secret file %s: %s", path, e.strerror)
+                else:
+                    log.info("removed the secret file %s: no filesystem wants it", path)
+        for path, secret in wanted.items():
+            try:
+                self.host.write_secret(path, secret)
+            except OSError as e:
+                log.warning("could not write the secret file %s: %s", path, e.strerror)
 
 
 def _batches(actions) -> Iterator[List[Action]]:

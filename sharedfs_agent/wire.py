@@ -16,6 +16,8 @@ from typing import Any, Iterable
 __all__ = [
     "DOCUMENT_KEY",
     "ENTRY_KEYS",
+    "SECRET_KEY",
+    "SECRET",
     "FS_NAME",
     "ENTRY_NAME",
     "IDENT",
@@ -39,7 +41,12 @@ __all__ = [
 # The document an agent reads: {"filesystems": [entry, ...]}; each entry has these keys.
 DOCUMENT_KEY = "filesystems"
 ENTRY_KEYS = ("name", "fs_type", "export", "mount_point", "mount_options", "access", "allow_nonempty",
-              "scope", "size")  # fmt: skip
+              "scope", "size", "secret")  # fmt: skip
+# The credential of a filesystem reached by identity (CephFS: the instance's own cephx key). Only
+# in the document of the instance it belongs to; an agent writes it to a root-only file and passes
+# the file's path to the client, so it is never in argv, fstab, a log or the status file.
+SECRET_KEY = "secret"
+SECRET = re.compile(r"[A-Za-z0-9+/]{16,256}={0,2}")
 
 # A filesystem name the API creates: also a valid GlusterFS volume and CephFS subvolume name.
 FS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")

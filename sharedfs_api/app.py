@@ -157,7 +157,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.keystone = _keystone(settings, app.state.tokens) if settings.auth == "keystone" else None
     app.state.vendordata_secret = settings.vendordata_secret
     app.state.vendordata = {"api_url": settings.public_url, "ca_pem": settings.ca_pem}
-    app.state.view = AgentView(sessions, hub)
+    identity_backends = {name for name, driver in backends.drivers.items() if driver.access_by == "identity"}
+    app.state.view = AgentView(sessions, hub, identity_backends=identity_backends)
     app.state.hub = hub
     app.state.last_seen = LastSeen(sessions)
     app.state.dashboard_sessions = DashboardSessions(sessions)  # in the database: any process serves any session

@@ -24,7 +24,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 __all__ = ["Base", "Filesystem", "Instance", "RetiredInstance", "Connection", "MountState", "Token", "Grant",
-           "DashboardSession", "make_engine", "make_sessions", "upgrade", "DEFAULT_URL", "WRITE"]  # fmt: skip
+           "DashboardSession", "IdentityGrant",
+           "make_engine", "make_sessions", "upgrade", "DEFAULT_URL", "WRITE"]  # fmt: skip
 
 DEFAULT_URL = "sqlite:///sharedfs.db"
 
@@ -122,6 +123,24 @@ class Grant(Base):
 
     filesystem_id: Mapped[int] = mapped_column(ForeignKey("filesystems.id", ondelete="CASCADE"), primary_key=True)
     address: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class IdentityGrant(Base):
+    """An instance's credential for a filesystem reached by identity (drivers with access_by =
+    "identity", e.g. a cephx key), as the driver last returned it. Kept here so the agents' view is
+    built from the database alone; it goes into that instance's own view and nowhere else. No
+    foreign key on the instance: a deleted instance's row stays until its credential is revoked."""
+
+    __tablename__ = "identity_grants"
+
+    filesystem_id: Mapped[int] = mapped_column(ForeignKey("filesystems.id", ondelete="CASCADE"), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(256))
+    options_json: Mapped[str] = mapped_column(Text, default="[]")  # mount options naming the identity
+
+    @property
+    def options(self) -> List[str]:
+        return json.loads(self.options_json)
 
 
 class DeletedInstance(Base):

@@ -10,11 +10,20 @@ from sharedfs_agent import wire
 
 from . import db
 
-__all__ = ["fs_entry", "agent_entry", "agent_document", "instance_entry", "fs_instance_entry", "AGENT_ENTRY_KEYS"]
+__all__ = [
+    "fs_entry",
+    "agent_entry",
+    "identity_entry",
+    "agent_document",
+    "instance_entry",
+    "fs_instance_entry",
+    "AGENT_ENTRY_KEYS",
+]
 
-# The keys of an agent's entry the API fills, in the wire contract's words. `access` and
-# `allow_nonempty` are left out: every agent applies its own defaults for them.
-AGENT_ENTRY_KEYS = tuple(k for k in wire.ENTRY_KEYS if k not in ("access", "allow_nonempty"))
+# The keys of an agent's entry the API fills from the filesystem's row, in the wire contract's
+# words. `access` and `allow_nonempty` are left out: every agent applies its own defaults for them;
+# `secret` is one instance's, added to that instance's document alone (identity_entry).
+AGENT_ENTRY_KEYS = tuple(k for k in wire.ENTRY_KEYS if k not in ("access", "allow_nonempty", wire.SECRET_KEY))
 
 
 def fs_entry(fs: db.Filesystem) -> dict:
@@ -36,6 +45,11 @@ def fs_entry(fs: db.Filesystem) -> dict:
 def agent_entry(fs: db.Filesystem) -> dict:
     """One entry of the agent's desired-state document (sharedfs_agent.wire; docs/agent.md)."""
     return {key: getattr(fs, key) for key in AGENT_ENTRY_KEYS}
+
+
+def identity_entry(entry: dict, secret: str, options: List[str]) -> dict:
+    """One instance's copy of an entry reached by identity: its credential and the options naming it."""
+    return {**entry, "mount_options": [*entry["mount_options"], *options], wire.SECRET_KEY: secret}
 
 
 def agent_document(entries: List[dict]) -> bytes:

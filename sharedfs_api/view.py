@@ -9,15 +9,17 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import AbstractSet, Dict, List, Optional, Tuple
 
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from sharedfs_agent import wire
+
 from . import db
-from .representations import agent_document, agent_entry
+from .representations import agent_document, agent_entry, identity_entry
 
 __all__ = ["Hub", "AgentView", "PgNotifier", "CHANNEL", "notify"]
 
@@ -69,30 +71,49 @@ class Snapshot:
     instances: Dict[str, str]  # instance id -> project
     global_fs: List[dict]
     by_project: Dict[str, List[dict]]
-    by_instance: Dict[str, List[dict]]
+    by_instance: Dict[str, List[dict]]  # includes each instance's own copies of entries reached by identity
     documents: Dict[object, Tuple[bytes, str]] = field(default_factory=dict)  # memo: id or project -> (body, etag)
 
 
-def _load(sessions: sessionmaker, generation: int) -> Snapshot:
+def _load(sessions: sessionmaker, generation: int, identity_backends: AbstractSet[str] = frozenset()) -> Snapshot:
+    """identity_backends: the backends whose filesystems are reached by identity. Such a filesystem
+    is in an instance's view only as that instance's own copy, with its credential (one query for
+    all of them, whatever the number of agents), and only while the instance is still a member."""
     with sessions() as session:
         filesystems = {
             fs.id: fs for fs in session.scalars(select(db.Filesystem).where(db.Filesystem.status == "available"))
         }
         instances = dict(session.execute(select(db.Instance.id, db.Instance.project)).all())
-        links = session.execute(select(db.Connection.instance_id, db.Connection.filesystem_id)).all()
+        links = {(i, f) for i, f in session.execute(select(db.Connection.instance_id, db.Connection.filesystem_id))}
+        identities = list(session.scalars(select(db.IdentityGrant))) if identity_backends else []
     global_fs: List[dict] = []
     by_project: Dict[str, List[dict]] = defaultdict(list)
     by_instance: Dict[str, List[dict]] = defaultdict(list)
     entries = {fs_id: agent_entry(fs) for fs_id, fs in filesystems.items()}
+
+    def member(fs: db.Filesystem, instance_id: str) -> bool:
+        if fs.scope == "global":
+            return instance_id in instances
+        if instances.get(instance_id) != fs.project:
+            return False
+        return fs.scope == "project" or (instance_id, fs.id) in links
+
     for fs_id, fs in filesystems.items():
+        if fs.driver in identity_backends:
+            continue
         if fs.scope == "global":
             global_fs.append(entries[fs_id])
         elif fs.scope == "project":
             by_project[fs.project].append(entries[fs_id])
     for instance_id, fs_id in links:
         fs = filesystems.get(fs_id)
-        if fs is not None and fs.scope == "instance" and instances.get(instance_id) == fs.project:
+        if fs is not None and fs.driver not in identity_backends and fs.scope == "instance" \
+                and instances.get(instance_id) == fs.project:  # fmt: skip
             by_instance[instance_id].append(entries[fs_id])
+    for grant in identities:
+        fs = filesystems.get(grant.filesystem_id)
+        if fs is not None and fs.driver in identity_backends and member(fs, grant.instance_id):
+            by_instance[grant.instance_id].append(identity_entry(entries[fs.id], grant.secret, grant.options))
     return Snapshot(generation, time.monotonic(), instances, global_fs, by_project, by_instance)
 
 
@@ -100,9 +121,11 @@ class AgentView:
     """Computes an instance's effective set from an in-memory snapshot, reloaded once per change,
     so thousands of long-polls woken together cost one database read, not thousands."""
 
-    def __init__(self, sessions: sessionmaker, hub: Hub, max_age: float = 5.0) -> None:
+    def __init__(self, sessions: sessionmaker, hub: Hub, max_age: float = 5.0,
+                 identity_backends: AbstractSet[str] = frozenset()) -> None:  # fmt: skip
         self.sessions = sessions
         self.hub = hub
+        self.identity_backends = frozenset(identity_backends)
         self.max_age = max_age  # also catches changes made by a process that cannot notify (CLI + SQLite)
         self._snapshot: Optional[Snapshot] = None
         self._loading: Optional[asyncio.Future] = None  # the load under way
@@ -128,20 +151,25 @@ class AgentView:
     async def _load(self) -> None:
         try:
             generation = self.hub.generation  # read first: a change during the load loads again
-            self._snapshot = await run_in_threadpool(_load, self.sessions, generation)
+            self._snapshot = await run_in_threadpool(_load, self.sessions, generation, self.identity_backends)
         finally:
             self._loading = None
 
     @staticmethod
-    def document(snap: Snapshot, instance_id: str) -> Tuple[bytes, str]:
+    def document(snap: Snapshot, instance_id: str, secrets: bool = True) -> Tuple[bytes, str]:
+        """secrets: with the instance's credentials (for its own token only; an admin or project
+        token reading the same view gets the entries without them)."""
         project = snap.instances[instance_id]
         own = snap.by_instance.get(instance_id, [])
         # An instance with nothing of its own has its project's document: made once per change for
         # the whole project, not once per instance (20,000 woken polls, one serialisation and hash).
-        key = instance_id if own else ("project", project)
+        # Only entries of its own can carry a secret.
+        key = (instance_id if secrets else ("public", instance_id)) if own else ("project", project)
         cached = snap.documents.get(key)
         if cached is not None:
             return cached
+        if not secrets:
+            own = [{k: v for k, v in e.items() if k != wire.SECRET_KEY} for e in own]
         body = agent_document(snap.global_fs + snap.by_project.get(project, []) + own)
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'  # strong: same bytes, same tag
         snap.documents[key] = (body, etag)

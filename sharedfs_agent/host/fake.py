@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..errors import MountError
@@ -36,6 +37,7 @@ class FakeHost:
         self.before: Optional[Callable[[str, str], None]] = None
         self.argv: Dict[str, Sequence[str]] = {}  # the last mount argv per target
         self.scoped: Set[str] = set()  # targets whose last mount ran in its own scope
+        self.files: Dict[str, str] = {}  # secret files written: path -> content
 
     def actions(self, verb: str) -> List[str]:
         """The paths of every logged action of one kind, in order."""
@@ -86,6 +88,18 @@ class FakeHost:
             return "Device or resource busy"
         self.dirs.pop(path, None)
         return None
+
+    def write_secret(self, path: str, secret: str) -> None:
+        if self.files.get(path) != secret + "\n":
+            self._act("write_secret", path)
+            self.files[path] = secret + "\n"
+
+    def secret_files(self, directory: str, pattern: str) -> List[str]:
+        return sorted(p for p in self.files if fnmatch.fnmatch(p, f"{directory}/{pattern}"))
+
+    def remove_file(self, path: str) -> None:
+        self._act("remove_file", path)
+        self.files.pop(path, None)
 
     def client_installed(self, helper: str, kernel_types: Iterable[str], kernel_module: str = "") -> bool:
         return not ({helper, *kernel_types} & self.missing_clients)

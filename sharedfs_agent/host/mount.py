@@ -5,9 +5,9 @@ from __future__ import annotations
 import glob
 import logging
 import os
-from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
-from .. import actual
+from .. import actual, atomicfile
 from ..errors import BusyError, MountError, TemporaryMountError
 from ..model import MountRecord, PathState
 from . import commands, probe, systemd
@@ -101,6 +101,22 @@ class Host:
         except OSError as e:
             return e.strerror
         return None
+
+    def write_secret(self, path: str, secret: str) -> None:
+        """A secret in a root-only file (0600, replaced atomically, untouched when already equal),
+        its directory made if missing (0755, as ceph-common makes /etc/ceph)."""
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        atomicfile.replace_if_changed(path, secret.encode() + b"\n", mode=0o600)
+
+    def secret_files(self, directory: str, pattern: str) -> List[str]:
+        """The files in directory matching a glob pattern (the agent's own secret files)."""
+        return sorted(glob.glob(os.path.join(glob.escape(directory), pattern)))
+
+    def remove_file(self, path: str) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
     def client_installed(self, helper: str, kernel_types: Iterable[str], kernel_module: str = "") -> bool:
         """Is the client there: the helper executable, or with no helper the kernel knowing one of

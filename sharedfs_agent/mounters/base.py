@@ -58,6 +58,16 @@ class Mounter:
     fuse: bool = False
     # Probe errnos ("ESTALE") that mean "remount it"; any other probe failure means "hung, leave it".
     remount_on: FrozenSet[str] = REMOUNT_ON
+    # The option that names the file holding an entry's secret (wire.SECRET_KEY), e.g. "secretfile";
+    # empty: this type takes no secret, and an entry that carries one is refused.
+    secret_option: str = ""
+
+    def secret_file(self, fs: Filesystem) -> str:
+        """The file fs's secret goes to (named by its secret_option), "" when it has none."""
+        if not (fs.secret and self.secret_option):
+            return ""
+        prefix = self.secret_option + "="
+        return next((o[len(prefix) :] for o in fs.options if o.startswith(prefix)), "")
 
     def check_export(self, export: str) -> str:
         """Return the export in canonical form or raise InvalidEntry saying what is wrong."""

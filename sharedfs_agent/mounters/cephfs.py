@@ -24,6 +24,7 @@ class CephfsMounter(Mounter):
     mount_type = "ceph"
     helper = "mount.ceph"
     packages = {"debian": "ceph-common", "rhel": "ceph-common"}
+    secret_option = "secretfile"
     options = {
         "name": _NAME,
         "secretfile": _SECRETFILE,
@@ -57,6 +58,7 @@ class CephFuseMounter(Mounter):
     helper = "ceph-fuse"
     packages = {"debian": "ceph-fuse", "rhel": "ceph-fuse"}
     fuse = True
+    secret_option = "ceph.keyfile"
     options = {
         "ceph.id": _NAME,
         "ceph.client_fs": _NAME,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Dict, Mapping
 
-from .base import Driver, FsSpec
+from .base import Driver, FsSpec, Identity
+from .cephfs import CephfsDriver
 from .glusterfs import GlusterfsDriver
 from .static import StaticDriver
 
-__all__ = ["Driver", "FsSpec", "DRIVERS", "make_driver"]
+__all__ = ["Driver", "FsSpec", "Identity", "DRIVERS", "make_driver"]
 
-DRIVERS: Dict[str, type] = {"static": StaticDriver, "glusterfs": GlusterfsDriver}
+DRIVERS: Dict[str, type] = {"static": StaticDriver, "glusterfs": GlusterfsDriver, "cephfs": CephfsDriver}
 
 
 def make_driver(name: str, options: Mapping[str, str]) -> Driver:

@@ -1,11 +1,11 @@
-"""The driver contract: do_setup, create, delete, set_access(fs, addresses) with the whole wanted set."""
+"""The driver contract: do_setup, create, delete, and access by address (set_access) or by identity (set_identities), each with the whole wanted set."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import AbstractSet, Mapping, Optional, Set
+from dataclasses import dataclass, field
+from typing import AbstractSet, Dict, Mapping, Optional, Set, Tuple
 
-__all__ = ["Driver", "FsSpec"]
+__all__ = ["Driver", "FsSpec", "Identity"]
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,16 @@ class FsSpec:
     export: str = ""  # given by the admin for `static`; filled by create() otherwise
 
 
+@dataclass(frozen=True)
+class Identity:
+    """What one instance needs to reach a filesystem whose access is by identity: its secret
+    (wire.SECRET: it goes into that instance's own view only, never a log or another answer)
+    and the mount options that name the identity (e.g. `name=sfs-…`), each wire.OPTION-clean."""
+
+    secret: str = field(repr=False)
+    options: Tuple[str, ...] = ()
+
+
 class Driver:
     """Creates and destroys backing filesystems and manages who may reach them. One object per
     configured backend; the constructor only keeps the options, do_setup() checks them.
@@ -27,6 +37,9 @@ class Driver:
 
     name = ""  # the driver's name in --backend NAME=DRIVER and --driver DRIVER
     fs_type = ""  # the type of the filesystems it creates (what agents mount); "" creates none
+    # How it lets instances in: "address" (set_access, the instances' addresses) or "identity"
+    # (set_identities, one credential per instance, handed to that instance in its own view).
+    access_by = "address"
 
     def __init__(self, options: Mapping[str, str]) -> None:
         self.options = dict(options)
@@ -46,6 +59,13 @@ class Driver:
         """Let exactly these addresses reach fs: the whole wanted set, not a change to apply
         (as Manila's update_access works from the full rule list), so a lost or failed call is
         repaired by the next one. An empty set means nobody; the same set twice is harmless."""
+        raise NotImplementedError
+
+    def set_identities(self, fs: FsSpec, instance_ids: AbstractSet[str]) -> Dict[str, Identity]:
+        """For access_by = "identity": let exactly these instances reach fs, each by its own
+        credential, and return the credential of every one of them. The whole wanted set, like
+        set_access: an identity not in it is revoked (and its sessions cut, so a mounted instance
+        loses access), the same set twice is harmless, an empty set means nobody."""
         raise NotImplementedError
 
     def inventory(self) -> Optional[Set[str]]:

@@ -65,7 +65,7 @@ def make_router(max_wait: int) -> APIRouter:
                 snap = await view.snapshot()
                 if snap.instances.get(instance_id) != tenant:
                     raise NotFound(f"instance {instance_id!r} is not registered in project {tenant!r}")
-                body, etag = view.document(snap, instance_id)
+                body, etag = view.document(snap, instance_id, secrets=who.role == "instance")
                 remaining = deadline - time.monotonic()
                 if if_none_match != etag or remaining <= 0:
                     break

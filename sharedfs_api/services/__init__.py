@@ -32,7 +32,7 @@ def make_services(sessions: sessionmaker, backends: Backends, changed: Callable[
     """`changed` is called after every commit that alters what an agent sees (wakes long-polls).
     The worker is not started here: the server starts it (create_app), the CLI drains it."""
     locks = Locks(sessions)
-    access = Access(backends, sessions, locks)
+    access = Access(backends, sessions, locks, changed)
     worker = Worker(sessions, backends, access, locks, changed, reconcile_every)
     return Services(
         filesystems=FilesystemService(sessions, backends, access, changed, worker.kick),

@@ -1,17 +1,18 @@
-"""Access: who should reach a filesystem (by scope), and keeping its backend's access list equal to that set."""
+"""Access: who should reach a filesystem (by scope), and keeping its backend's access list (addresses or identities) equal to that set."""
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
-from typing import Iterable, List, Optional, Set
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import db
 from ..backends import Backends
-from ..drivers import Driver, FsSpec
+from ..drivers import Driver, FsSpec, Identity
 from ..errors import DriverError
 from .tx import Locks, is_postgres, lock_access, run
 
@@ -28,10 +29,18 @@ def spec(fs: db.Filesystem) -> FsSpec:
 
 @dataclass
 class _Plan:
+    """wanted and granted are addresses, or instance ids for a driver whose access is by identity."""
+
     spec: FsSpec
     driver: Driver
     wanted: Set[str]
     granted: Set[str]
+    stored: Dict[str, Tuple[str, Tuple[str, ...]]] = field(default_factory=dict, repr=False)  # identities
+    result: Optional[Dict[str, Identity]] = field(default=None, repr=False)  # what set_identities returned
+
+
+def by_identity(driver: Driver) -> bool:
+    return driver.access_by == "identity"
 
 
 class Access:
@@ -44,10 +53,12 @@ class Access:
     lock held while the driver is called), so the last sync reads the newest membership and the
     driver never ends with an older set than the rows want."""
 
-    def __init__(self, backends: Backends, sessions: sessionmaker, locks: Locks) -> None:
+    def __init__(self, backends: Backends, sessions: sessionmaker, locks: Locks,
+                 changed: Callable[[], None] = lambda: None) -> None:  # fmt: skip
         self.backends = backends
         self.sessions = sessions
         self.locks = locks
+        self.changed = changed  # the agents' view holds identities: a changed set wakes the long-polls
 
     @staticmethod
     def members(session: Session, fs: db.Filesystem) -> List[db.Instance]:
@@ -86,6 +97,12 @@ class Access:
             log.warning("filesystem %s/%s: backend %r is not configured here; its access list was not updated",
                         fs.project, fs.name, fs.driver)  # fmt: skip
             return None
+        if by_identity(driver):
+            # The same contract keyed by instance: each member gets its own credential.
+            stored = {g.instance_id: (g.secret, tuple(g.options)) for g in
+                      session.scalars(select(db.IdentityGrant).where(db.IdentityGrant.filesystem_id == fs.id))}  # fmt: skip
+            wanted = {inst.id for inst in self.members(session, fs)}
+            return _Plan(spec(fs), driver, wanted, set(stored), stored)
         granted = set(session.scalars(select(db.Grant.address).where(db.Grant.filesystem_id == fs.id)))
         return _Plan(spec(fs), driver, self.wanted(session, fs), granted)
 
@@ -95,25 +112,46 @@ class Access:
         if plan.wanted == plan.granted and not force:
             return None
         try:
-            plan.driver.set_access(plan.spec, frozenset(plan.wanted))
+            if by_identity(plan.driver):
+                plan.result = plan.driver.set_identities(plan.spec, frozenset(plan.wanted))
+                if set(plan.result) != plan.wanted:
+                    raise DriverError(f"the driver returned identities for {len(plan.result)} instances, "
+                                      f"not the {len(plan.wanted)} wanted")  # fmt: skip
+            else:
+                plan.driver.set_access(plan.spec, frozenset(plan.wanted))
         except DriverError as e:
             log.error("access for %s/%s: %s", plan.spec.project, plan.spec.name, e)
             return str(e)
         return None
 
     @staticmethod
-    def _record(session: Session, fs_id: int, plan: _Plan, error: Optional[str]) -> None:
+    def _record(session: Session, fs_id: int, plan: _Plan, error: Optional[str]) -> bool:
+        """Store what the driver accepted; True when the agents' view changed (identities)."""
         fs = session.get(db.Filesystem, fs_id)
         if fs is None or fs.status != "available":
-            return  # deleted meanwhile: its grants went with it
+            return False  # deleted meanwhile: its grants went with it
         if error is not None:
             fs.status_detail = f"{ACCESS_FAILED}: {error}"
-            return
+            return False
+        if fs.status_detail.startswith(ACCESS_FAILED):
+            fs.status_detail = ""
+        if plan.result is not None:
+            return Access._record_identities(session, fs_id, plan)
         if plan.wanted != plan.granted:
             session.execute(delete(db.Grant).where(db.Grant.filesystem_id == fs_id))
             session.add_all(db.Grant(filesystem_id=fs_id, address=a) for a in sorted(plan.wanted))
-        if fs.status_detail.startswith(ACCESS_FAILED):
-            fs.status_detail = ""
+        return False
+
+    @staticmethod
+    def _record_identities(session: Session, fs_id: int, plan: _Plan) -> bool:
+        result = {i: (ident.secret, tuple(ident.options)) for i, ident in (plan.result or {}).items()}
+        if result == plan.stored:
+            return False
+        session.execute(delete(db.IdentityGrant).where(db.IdentityGrant.filesystem_id == fs_id))
+        session.add_all(db.IdentityGrant(filesystem_id=fs_id, instance_id=i, secret=secret,
+                                         options_json=json.dumps(list(options)))
+                        for i, (secret, options) in sorted(result.items()))  # fmt: skip
+        return True
 
     def sync(self, fs_id: int, force: bool = False) -> None:
         """Make the driver's access list equal to the addresses of the instances that should reach
@@ -122,20 +160,22 @@ class Access:
         with self.locks.access(fs_id):
             if is_postgres(self.sessions):
 
-                def locked(session: Session) -> None:
+                def locked(session: Session) -> bool:
                     lock_access(session, fs_id)
                     plan = self._plan(session, fs_id)
-                    if plan is not None:
-                        self._record(session, fs_id, plan, self._apply(plan, force))
+                    return plan is not None and self._record(session, fs_id, plan, self._apply(plan, force))
 
-                run(self.sessions, locked)
-                return
-            # SQLite: one process, so the lock above serialises; the write lock is not held
-            # while the driver works, or every other write would wait for it.
-            plan = run(self.sessions, lambda session: self._plan(session, fs_id), write=False)
-            if plan is not None:
-                error = self._apply(plan, force)
-                run(self.sessions, lambda session: self._record(session, fs_id, plan, error))
+                changed = run(self.sessions, locked)
+            else:
+                # SQLite: one process, so the lock above serialises; the write lock is not held
+                # while the driver works, or every other write would wait for it.
+                plan = run(self.sessions, lambda session: self._plan(session, fs_id), write=False)
+                changed = False
+                if plan is not None:
+                    error = self._apply(plan, force)
+                    changed = run(self.sessions, lambda session: self._record(session, fs_id, plan, error))
+        if changed:
+            self.changed()
 
     def sync_all(self, fs_ids: Iterable[int]) -> None:
         for fs_id in fs_ids:
