@@ -2,10 +2,11 @@
 
 The standard module imports `inspect` (with `ast`, `dis`, `tokenize`): about 1 MB of an idle
 agent's private memory on Debian 12's Python, paid in every instance for nothing an idle pass
-does. The agent's records are all `@dataclass(frozen=True)` with plain or `field(default_factory=...)`
-defaults, so this module makes exactly those, spelled the same way: an `__init__` with the fields
-as parameters in order, `__repr__`, `__eq__` (same class, equal fields), `__hash__` (of the
-fields), and assignment or deletion refused with `FrozenInstanceError`. Anything else it is asked
+does. The agent's records are all `@dataclass(frozen=True)` with plain or `field(default=...,
+default_factory=..., repr=..., compare=...)` defaults, so this module makes exactly those, spelled
+the same way: an `__init__` with the fields as parameters in order, `__repr__` (of the fields
+shown), `__eq__` (same class, equal compared fields), `__hash__` (of the compared fields), and
+assignment or deletion refused with `FrozenInstanceError`. Anything else it is asked
 for (another option, an inherited record, a default before a required field) is refused when the
 class is defined, never silently different.
 """
@@ -23,20 +24,24 @@ class FrozenInstanceError(AttributeError):
     """Assigning to (or deleting) a field of a frozen record."""
 
 
-class _Factory:
-    __slots__ = ("make",)
+class _Field:
+    __slots__ = ("default", "make", "repr", "compare")
 
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self.make = make
+    def __init__(self, default: Any, make: Any, repr: bool, compare: bool) -> None:
+        self.default, self.make, self.repr, self.compare = default, make, repr, compare
 
 
-def field(*, default_factory: Callable[[], Any]) -> Any:
-    """A field whose default is made anew for each record (a dict, a tuple)."""
-    return _Factory(default_factory)
+def field(*, default: Any = _MISSING, default_factory: Any = _MISSING, repr: bool = True,  # noqa: A002
+          compare: bool = True) -> Any:  # fmt: skip
+    """A field with options: a default, or a default made anew for each record (a dict, a tuple);
+    left out of repr() (a secret) or out of == and hash()."""
+    if default is not _MISSING and default_factory is not _MISSING:
+        raise ValueError("cannot specify both default and default_factory")
+    return _Field(default, default_factory, repr, compare)
 
 
 def _values(self: Any) -> Tuple[Any, ...]:
-    return tuple(getattr(self, name) for name in self.__record_fields__)
+    return tuple(getattr(self, name) for name in self.__record_compared__)
 
 
 def _eq(self: Any, other: Any) -> Any:
@@ -50,7 +55,7 @@ def _hash(self: Any) -> int:
 
 
 def _repr(self: Any) -> str:
-    shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__record_fields__)
+    shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__record_shown__)
     return f"{self.__class__.__qualname__}({shown})"
 
 
@@ -73,12 +78,21 @@ def _init(cls: type, names: Tuple[str, ...]) -> Callable[..., None]:
                 raise TypeError(f"{cls.__name__}: non-default field {name!r} follows a default one")
             params.append(name)
             body.append(f"    _set(self, {name!r}, {name})")
-        elif isinstance(default, _Factory):
+        elif isinstance(default, _Field) and default.make is not _MISSING:
             scope[f"_make_{name}"] = default.make
             params.append(f"{name}=_MISSING")
             body.append(f"    _set(self, {name!r}, _make_{name}() if {name} is _MISSING else {name})")
             delattr(cls, name)  # as dataclasses does: no class attribute holds the factory
+        elif isinstance(default, _Field) and default.default is _MISSING:
+            if any("=" in param for param in params):
+                raise TypeError(f"{cls.__name__}: non-default field {name!r} follows a default one")
+            params.append(name)
+            body.append(f"    _set(self, {name!r}, {name})")
+            delattr(cls, name)
         else:
+            if isinstance(default, _Field):
+                default = default.default
+                setattr(cls, name, default)  # as dataclasses does: the class attribute is the default
             scope[f"_default_{name}"] = default
             params.append(f"{name}=_default_{name}")
             body.append(f"    _set(self, {name!r}, {name})")
@@ -100,8 +114,13 @@ def _make(cls: type) -> type:
         raise TypeError(f"{cls.__name__}: a record makes its own {', '.join(own)}")
     names = tuple(name for name, kind in cls.__dict__.get("__annotations__", {}).items()
                   if not str(kind).startswith(("ClassVar", "typing.ClassVar")))  # fmt: skip
+    options = {name: cls.__dict__.get(name) for name in names}
+    shown = tuple(n for n in names if not isinstance(options[n], _Field) or options[n].repr)
+    compared = tuple(n for n in names if not isinstance(options[n], _Field) or options[n].compare)
     cls.__init__ = _init(cls, names)  # type: ignore[misc]
     cls.__record_fields__ = names  # type: ignore[attr-defined]
+    cls.__record_shown__ = shown  # type: ignore[attr-defined]
+    cls.__record_compared__ = compared  # type: ignore[attr-defined]
     cls.__repr__ = _repr  # type: ignore[assignment]
     cls.__eq__ = _eq  # type: ignore[assignment]
     cls.__hash__ = _hash  # type: ignore[assignment]

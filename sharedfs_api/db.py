@@ -195,9 +195,12 @@ def make_engine(url: str) -> Engine:
         def _sqlite_pragmas(dbapi_connection, _record):
             dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA foreign_keys=ON")  # ON DELETE CASCADE needs it
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for a writer
             cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")  # ON DELETE CASCADE needs it
+            # Readers do not wait for a writer. The mode is the file's and stays; asking for it again
+            # while another connection writes fails with "database is locked", so only when not set.
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
 
         @event.listens_for(engine, "begin")
