@@ -219,6 +219,26 @@ def test_records_behave_as_frozen_dataclasses():
     assert hash(one) == hash(("home", "nfs", "h:/e", "/mnt/home", ("hard",), Access.RW, False))
 
 
+def test_record_fields_hidden_from_repr_or_comparison_as_in_dataclasses():
+    def make(decorator, field):
+        @decorator(frozen=True)
+        class Keyed:
+            name: str
+            secret: str = field(default="", repr=False, compare=False)
+            rank: int = field(default=0)
+
+        return Keyed
+
+    std, ours = make(dataclasses.dataclass, dataclasses.field), make(records.dataclass, records.field)
+    for cls in (std, ours):
+        a, b = cls("home", "s3cret"), cls("home", "other")
+        assert a == b and hash(a) == hash(b) and a.secret == "s3cret" and cls("x").secret == ""
+        assert "s3cret" not in repr(a) and repr(a).endswith("(name='home', rank=0)")
+        assert cls.secret == "" and cls.rank == 0  # the class attribute is the default, as dataclasses'
+    with pytest.raises(ValueError):
+        records.field(default=1, default_factory=list)
+
+
 def test_records_refuse_what_they_do_not_make():
     with pytest.raises(TypeError, match="frozen records only"):
         records.dataclass(frozen=False)
