@@ -6,11 +6,12 @@ from typing import Dict, Mapping
 
 from .base import Driver, FsSpec
 from .glusterfs import GlusterfsDriver
+from .manila import ManilaDriver
 from .static import StaticDriver
 
 __all__ = ["Driver", "FsSpec", "DRIVERS", "make_driver"]
 
-DRIVERS: Dict[str, type] = {"static": StaticDriver, "glusterfs": GlusterfsDriver}
+DRIVERS: Dict[str, type] = {"static": StaticDriver, "glusterfs": GlusterfsDriver, "manila": ManilaDriver}
 
 
 def make_driver(name: str, options: Mapping[str, str]) -> Driver:
