@@ -1,8 +1,9 @@
 """A real Manila for tests: from PyPI in a cached venv; API, scheduler and share service with the in-tree DummyDriver.
 
 The venv is made once per pinned requirements file (devtools/manila-requirements.txt; devtools/venvcache.py).
-Manila runs with SQLite, `auth_strategy = noauth` (a token `user:project` is an admin of that project) and
-the RabbitMQ it is given (devtools/rabbitmq.py). The API is Manila's WSGI application in a threaded wsgiref
+Manila runs with the PostgreSQL database it is given (devtools/postgres.py; with SQLite its three processes
+failed a share's delete with "database is locked"), `auth_strategy = noauth` (a token `user:project` is an
+admin of that project) and the RabbitMQ it is given (devtools/rabbitmq.py). The API is Manila's WSGI application in a threaded wsgiref
 server, as devtools/keystone.py serves Keystone: manila-api's own server needs oslo.service's eventlet backend.
 
 What the DummyDriver does (manila/tests/share/drivers/dummy.py), which the tests rely on: a share is
@@ -28,6 +29,9 @@ REQUIREMENTS = Path(__file__).with_name("manila-requirements.txt")
 HOST = "sharedfs-test"  # Manila's host name for its share service: pools are HOST@BACKEND#POOL
 BACKEND = "alpha"
 MICROVERSION = "2.51"
+# Manila routes /v2/{project_id}/… only for a project id of hex digits and dashes (its project_id_regex), as
+# Keystone's are; noauth takes any, so the tests use one of that form.
+PROJECT = "5ba4ed0c0ffee0005ba4ed0c0ffee000"
 
 _SERVE = """
 import sys
@@ -43,8 +47,8 @@ from manila.wsgi.api import application
 make_server("127.0.0.1", port, application, server_class=Server, handler_class=Quiet).serve_forever()
 """
 
-# manila-manage db sync fails on SQLite ("database is locked" in its first migration): build the schema
-# from the models and stamp the head revision, as Manila's own test fixture does (manila/test.py).
+# The schema from the models, the head revision stamped, as Manila's own test fixture does (manila/test.py):
+# seconds, where `manila-manage db sync` replays every migration since 2014.
 _SCHEMA = """
 import sys
 from oslo_config import cfg
@@ -66,11 +70,13 @@ def venv() -> Path:
 class Manila:
     """Schema, then manila-scheduler, manila-share and the API on a free port; stop() ends each by pid.
 
-    `call()` speaks to the API as the admin of project `project` (noauth)."""
+    `call()` speaks to the API as the admin of project `project` (noauth; hex, as Keystone's ids)."""
 
-    def __init__(self, base: Path, transport_url: str, project: str = "admin") -> None:
+    def __init__(self, base: Path, transport_url: str, database_url: str, project: str = PROJECT) -> None:
         self.base = base.resolve()
         self.transport_url = transport_url
+        # Manila's venv has psycopg2, SQLAlchemy's default PostgreSQL driver.
+        self.database_url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
         self.project = project
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}/v2"  # the service root; project ids follow it
@@ -102,7 +108,7 @@ class Manila:
             "share_backend_name = ALPHA\n"
             "dummy_driver_default_driver_method_delay = 0\n"
             "dummy_driver_driver_methods_delays =\n"
-            f"[database]\nconnection = sqlite:///{self.base / 'manila.db'}\n"
+            f"[database]\nconnection = {self.database_url}\n"
             f"[oslo_concurrency]\nlock_path = {self.base / 'lock'}\n"
         )
         python = str(self.venv / "bin/python")
@@ -168,7 +174,10 @@ class Manila:
 
     def share_type(self, name: str, extra_specs: Dict[str, str]) -> str:
         """A public share type (made once); its id."""
-        found = self.call("GET", "/types").json()["share_types"]
+        listed = self.call("GET", "/types")
+        if listed.status_code != 200:
+            raise RuntimeError(f"Manila GET /types: {listed.status_code} {listed.text[:500]}")
+        found = listed.json()["share_types"]
         for share_type in found:
             if share_type["name"] == name:
                 return share_type["id"]

@@ -30,6 +30,7 @@ GIB = 1 << 30
 TAG = "sharedfs"
 # Share protocols sharedfs can hand to an agent, and the agent's fs_type for each.
 PROTOCOLS = {"NFS": "nfs", "CEPHFS": "cephfs", "GLUSTERFS": "glusterfs"}
+PROJECT_ID = re.compile(r"[0-9a-fA-F-]{1,64}")
 SHARE_ID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 MOVING = ("queued_to_apply", "applying", "queued_to_deny", "denying", "updating", "queuing_to_update")
 KEYSTONE_OPTIONS = ("auth_url", "username", "user_id", "password", "project_name", "project_id", "user_domain_name",
@@ -160,9 +161,11 @@ class ManilaDriver(Driver):
     def _connect(self) -> Http:
         auth = self.options.get("auth", "keystone")
         if auth == "noauth":
-            endpoint, project = self.options.get("endpoint"), self.options.get("project", "admin")
-            if not endpoint or not wire.IDENT.fullmatch(project):
-                raise DriverError("manila driver: auth=noauth needs endpoint=http://HOST:8786/v2 and project=ID")
+            endpoint, project = self.options.get("endpoint"), self.options.get("project", "")
+            # Manila routes only project ids of hex digits and dashes (its project_id_regex), as Keystone's are.
+            if not endpoint or not PROJECT_ID.fullmatch(project):
+                raise DriverError("manila driver: auth=noauth needs endpoint=http://HOST:8786/v2 and project=ID "
+                                  "(hex digits and dashes)")  # fmt: skip
             # Manila's noauth takes a token "user:project" and makes its bearer an admin of that project.
             return Http(requests.Session(), f"{endpoint.rstrip('/')}/{project}", token=f"sharedfs:{project}")
         if auth != "keystone":

@@ -32,3 +32,20 @@ def keystone(workdir):
     server.user("nova", "service", ["service"])  # calls vendordata
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def manila(broker, workdir):
+    """A real Manila (API, scheduler, share service with the in-tree DummyDriver) on PostgreSQL, noauth."""
+    from devtools.manila import Manila
+    from devtools.postgres import Postgres
+
+    database = Postgres(workdir / "manila-postgres").start()
+    try:
+        server = Manila(workdir / "manila", broker.url, database.create_database("manila")).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        database.stop()
