@@ -75,8 +75,8 @@ class Manila:
     def __init__(self, base: Path, transport_url: str, database_url: str, project: str = PROJECT) -> None:
         self.base = base.resolve()
         self.transport_url = transport_url
-        # Manila's venv has psycopg2, SQLAlchemy's default PostgreSQL driver.
-        self.database_url = database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+        # Manila's venv has psycopg2 (pinned), named here: SQLAlchemy 2.1's default is psycopg 3.
+        self.database_url = database_url.replace("postgresql+psycopg://", "postgresql+psycopg2://", 1)
         self.project = project
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}/v2"  # the service root; project ids follow it
@@ -112,7 +112,9 @@ class Manila:
             f"[oslo_concurrency]\nlock_path = {self.base / 'lock'}\n"
         )
         python = str(self.venv / "bin/python")
-        subprocess.run([python, "-c", _SCHEMA, str(self.conf)], check=True, capture_output=True, timeout=300)
+        schema = subprocess.run([python, "-c", _SCHEMA, str(self.conf)], capture_output=True, text=True, timeout=300)
+        if schema.returncode != 0:
+            raise RuntimeError(f"Manila's schema was not made: {schema.stderr[-3000:]}")
         try:
             for service in ("scheduler", "share"):
                 self._spawn(service, [str(self.venv / f"bin/manila-{service}"), "--config-file", str(self.conf)])
