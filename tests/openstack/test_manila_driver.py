@@ -74,7 +74,7 @@ def test_manilas_refusal_of_a_create_is_the_filesystems_status(manila, workdir):
         admin = server.token("admin")
         server.call("PUT", "/v1.1/p1/os-filesystem/bad", admin, json={"fs_entry": {"size": "1Gb"}})
         entry = server.settled(admin, "p1", "bad")
-        assert entry["status"] == "error" and "no-such-type" in entry["status_detail"], entry
+        assert entry["status"] == "error" and "Share type not found" in entry["status_detail"], entry
         assert tagged(manila, "p1/bad") == []
     finally:
         server.stop()
