@@ -84,7 +84,7 @@ def test_a_rule_manila_puts_in_error_is_reported(manila):
     """The DummyDriver refuses `ip` rules on a CIFS share, so Manila puts the rule in `error`."""
     made = manila.call("POST", "/shares", json={"share": {"share_proto": "CIFS", "size": 1, "name": "cifs",
                                                           "metadata": {"sharedfs": "p9/cifs"}}})  # fmt: skip
-    assert made.status_code == 202, made.text
+    assert made.status_code in (200, 202), made.text
     share_id = made.json()["share"]["id"]
     deadline = time.monotonic() + 60
     while manila.share(share_id)["status"] != "available" and time.monotonic() < deadline:
