@@ -1,18 +1,15 @@
 """A real Keystone for tests: from PyPI in a cached venv, SQLite + fernet, served on 127.0.0.1, with projects and users.
 
 The venv is made once per pinned requirements file (devtools/keystone-requirements.txt) under
-SHAREDFS_TEST_CACHE (default /var/cache/sharedfs-tests), so later runs start Keystone in seconds.
-Keystone needs Python >= 3.11; the venv is made with this interpreter if it is new enough, else python3.11+.
+SHAREDFS_TEST_CACHE (default /var/cache/sharedfs-tests; devtools/venvcache.py), so later runs start Keystone
+in seconds. Keystone needs Python >= 3.11.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +18,9 @@ from typing import Dict, List, Optional
 import requests
 
 from .apiserver import free_port
+from .venvcache import cached_venv
 
 REQUIREMENTS = Path(__file__).with_name("keystone-requirements.txt")
-CACHE = Path(os.environ.get("SHAREDFS_TEST_CACHE", "/var/cache/sharedfs-tests"))
 ADMIN_PASSWORD = "admin-secret"
 PASSWORD = "secret"  # every test user's
 
@@ -44,43 +41,9 @@ make_server("127.0.0.1", port, application, server_class=Server, handler_class=Q
 """
 
 
-def _python() -> str:
-    if sys.version_info >= (3, 11):
-        return sys.executable
-    for name in ("python3.13", "python3.12", "python3.11"):
-        found = shutil.which(name)
-        if found:
-            return found
-    raise RuntimeError("Keystone needs Python >= 3.11 and none is installed")
-
-
 def venv() -> Path:
     """The cached Keystone venv, made first if needed (about two minutes)."""
-    python = _python()
-    version = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
-                             text=True, check=True).stdout.strip()  # fmt: skip
-    key = hashlib.sha256(REQUIREMENTS.read_bytes() + version.encode()).hexdigest()[:12]
-    path = CACHE / f"keystone-{key}"
-    if (path / ".sharedfs-complete").exists():
-        return path
-    building = path.with_name(path.name + ".building")
-    shutil.rmtree(building, ignore_errors=True)
-    building.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([python, "-m", "venv", str(building)], check=True, capture_output=True, timeout=300)
-    subprocess.run([str(building / "bin/pip"), "install", "-q", "--disable-pip-version-check", "-r", str(REQUIREMENTS)],
-                   check=True, capture_output=True, timeout=1800)  # fmt: skip
-    (building / ".sharedfs-complete").write_text(REQUIREMENTS.read_text())
-    shutil.rmtree(path, ignore_errors=True)
-    # A venv's scripts name their interpreter by absolute path; the move needs them rewritten.
-    for script in (building / "bin").iterdir():
-        if script.is_file() and not script.is_symlink():
-            data = script.read_bytes()
-            if data.startswith(b"#!") and str(building).encode() in data[:400]:
-                script.write_bytes(data.replace(str(building).encode(), str(path).encode(), 1))
-    cfg = building / "pyvenv.cfg"
-    cfg.write_text(cfg.read_text().replace(str(building), str(path)))
-    building.rename(path)
-    return path
+    return cached_venv("keystone", REQUIREMENTS)
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,13 @@ from typing import Dict, Mapping
 from .base import Driver, FsSpec, Identity
 from .cephfs import CephfsDriver
 from .glusterfs import GlusterfsDriver
+from .manila import ManilaDriver
 from .static import StaticDriver
 
 __all__ = ["Driver", "FsSpec", "Identity", "DRIVERS", "make_driver"]
 
-DRIVERS: Dict[str, type] = {"static": StaticDriver, "glusterfs": GlusterfsDriver, "cephfs": CephfsDriver}
+DRIVERS: Dict[str, type] = {"static": StaticDriver, "glusterfs": GlusterfsDriver, "cephfs": CephfsDriver,
+                           "manila": ManilaDriver}  # fmt: skip
 
 
 def make_driver(name: str, options: Mapping[str, str]) -> Driver:

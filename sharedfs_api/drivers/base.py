@@ -51,6 +51,12 @@ class Driver:
         """Make the filesystem, reachable by nobody yet; return its export in the agent's syntax."""
         raise NotImplementedError
 
+    def mount_options(self, fs: FsSpec) -> Tuple[str, ...]:
+        """Options the backend says a client needs for fs, asked right after create() (Manila's
+        `__mount_options`): added to the filesystem's own, which win for the same key. Each is
+        checked as the agent's mounter checks an option before it is returned."""
+        return ()
+
     def delete(self, fs: FsSpec) -> None:
         """Destroy it and its data; deleting what is already gone is not an error."""
         raise NotImplementedError

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Set
+from typing import Callable, List, Optional, Sequence, Set
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,6 +32,13 @@ class ReconcileReport:
     orphans_removed: List[str] = field(default_factory=list)  # backend/volume
     missing: List[str] = field(default_factory=list)  # project/name marked error
     access_synced: int = 0
+
+
+def with_options(fs: Optional[db.Filesystem], extra: Sequence[str]) -> List[str]:
+    """The filesystem's mount options, then the backend's (driver.mount_options) whose key it lacks."""
+    own = fs.mount_options if fs is not None else []
+    keys = {o.partition("=")[0] for o in own}
+    return [*own, *(o for o in extra if o.partition("=")[0] not in keys)]
 
 
 class Worker:
@@ -147,7 +155,7 @@ class Worker:
             return
         fs_spec, backend, attempts, shared = claimed
         driver = self.backends.get(backend)
-        export, error = "", None
+        export, error, options = "", None, ()
         if driver is None:
             error = f"backend {backend!r} is not configured on this server"
         elif attempts > MAX_ATTEMPTS:
@@ -159,6 +167,7 @@ class Worker:
                              fs_spec.name, attempts - 1)  # fmt: skip
                     driver.delete(fs_spec)
                 export = driver.create(fs_spec)
+                options = driver.mount_options(fs_spec)
             except DriverError as e:
                 error = str(e)
                 log.error("create %s/%s: %s", fs_spec.project, fs_spec.name, e)
@@ -166,6 +175,8 @@ class Worker:
         def finish(session: Session) -> bool:
             values = {"export": export, "status": "available", "status_detail": ""} if error is None \
                 else {"export": "", "status": "error", "status_detail": error}  # fmt: skip
+            if error is None and options:
+                values["mount_options_json"] = json.dumps(with_options(session.get(db.Filesystem, fs_id), options))
             result = session.execute(update(db.Filesystem).where(
                 db.Filesystem.id == fs_id, db.Filesystem.status == "creating").values(**values))  # fmt: skip
             return result.rowcount == 1

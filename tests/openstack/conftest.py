@@ -1,4 +1,4 @@
-"""OpenStack services, each started once per test session: a real RabbitMQ (the real Keystone is in tests/conftest.py)."""
+"""OpenStack services, each started once per test session: a real RabbitMQ and Manila (the real Keystone is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -18,3 +18,20 @@ def broker(workdir):
     server = RabbitMQ(workdir / "rabbitmq").start()
     yield server
     server.remove()
+
+
+@pytest.fixture(scope="session")
+def manila(broker, workdir):
+    """A real Manila (API, scheduler, share service with the in-tree DummyDriver) on PostgreSQL, noauth."""
+    from devtools.manila import Manila
+    from devtools.postgres import Postgres
+
+    database = Postgres(workdir / "manila-postgres").start()
+    try:
+        server = Manila(workdir / "manila", broker.url, database.create_database("manila")).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        database.stop()

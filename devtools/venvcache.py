@@ -1,0 +1,58 @@
+"""Python venvs for the OpenStack services the tests run (Keystone, Manila), from PyPI, cached per pinned requirements file.
+
+A venv is made once per requirements file and interpreter version under SHAREDFS_TEST_CACHE (default
+/var/cache/sharedfs-tests), so later runs start the service in seconds. OpenStack's current releases
+need Python >= 3.11: the venv is made with this interpreter if it is new enough, else python3.11+.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["CACHE", "cached_venv", "python"]
+
+CACHE = Path(os.environ.get("SHAREDFS_TEST_CACHE", "/var/cache/sharedfs-tests"))
+
+
+def python() -> str:
+    if sys.version_info >= (3, 11):
+        return sys.executable
+    for name in ("python3.13", "python3.12", "python3.11"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise RuntimeError("OpenStack's services need Python >= 3.11 and none is installed")
+
+
+def cached_venv(name: str, requirements: Path) -> Path:
+    """CACHE/<name>-<hash of the requirements and the Python version>, made first if needed."""
+    interpreter = python()
+    version = subprocess.run([interpreter, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True,
+                             text=True, check=True).stdout.strip()  # fmt: skip
+    key = hashlib.sha256(requirements.read_bytes() + version.encode()).hexdigest()[:12]
+    path = CACHE / f"{name}-{key}"
+    if (path / ".sharedfs-complete").exists():
+        return path
+    building = path.with_name(path.name + ".building")
+    shutil.rmtree(building, ignore_errors=True)
+    building.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([interpreter, "-m", "venv", str(building)], check=True, capture_output=True, timeout=300)
+    subprocess.run([str(building / "bin/pip"), "install", "-q", "--disable-pip-version-check", "-r", str(requirements)],
+                   check=True, capture_output=True, timeout=1800)  # fmt: skip
+    (building / ".sharedfs-complete").write_text(requirements.read_text())
+    shutil.rmtree(path, ignore_errors=True)
+    # A venv's scripts name their interpreter by absolute path; the move needs them rewritten.
+    for script in (building / "bin").iterdir():
+        if script.is_file() and not script.is_symlink():
+            data = script.read_bytes()
+            if data.startswith(b"#!") and str(building).encode() in data[:400]:
+                script.write_bytes(data.replace(str(building).encode(), str(path).encode(), 1))
+    cfg = building / "pyvenv.cfg"
+    cfg.write_text(cfg.read_text().replace(str(building), str(path)))
+    building.rename(path)
+    return path
