@@ -1,7 +1,7 @@
 """A Debian 12 system container booted with systemd-nspawn (systemd as PID 1, cloud-init NoCloud), for install tests.
 
 The root filesystem is made once with debootstrap and cached by its package list (under
-SHAREDFS_ROOTFS_CACHE, default /var/cache/sharedfs-tests), so later runs skip debootstrap.
+SHAREDFS_TEST_CACHE, default /var/cache/sharedfs-tests; devtools/cache.py), so later runs skip debootstrap.
 Each container boots a copy of it, read-write, so a reboot keeps what the first boot did.
 The container shares the host's network: it reaches servers on the host's 127.0.0.1 (or joins a
 network namespace of the test's, e.g. the throw-away Ceph cluster's).
@@ -10,7 +10,6 @@ network namespace of the test's, e.g. the throw-away Ceph cluster's).
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import signal
 import subprocess
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import psutil
+
+from .cache import CACHE, build_once
 
 SUITE = "bookworm"
 PACKAGES = [
@@ -31,7 +32,6 @@ PACKAGES = [
     # ceph-fuse's own systemd scope, shown in a container inside the Ceph cluster's network namespace
     "ceph-fuse",
 ]  # fmt: skip
-CACHE = Path(os.environ.get("SHAREDFS_ROOTFS_CACHE", "/var/cache/sharedfs-tests"))
 
 _CLOUD_CFG = """# sharedfs tests: only the local NoCloud seed, never a metadata service (169.254.169.254)
 datasource_list: [ NoCloud, None ]
@@ -61,20 +61,15 @@ def rootfs() -> Path:
     """The cached root filesystem, made first if needed (about a minute)."""
     key = hashlib.sha256(f"{SUITE} {' '.join(PACKAGES)} {_CLOUD_CFG}".encode()).hexdigest()[:12]
     path = CACHE / f"debian-{SUITE}-{key}"
-    if (path / ".sharedfs-complete").exists():
-        return path
-    building = path.with_name(path.name + ".building")
-    shutil.rmtree(building, ignore_errors=True)
-    building.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(building),
-                    _mirror()], check=True, capture_output=True, timeout=1800)  # fmt: skip
-    for deb in (building / "var/cache/apt/archives").glob("*.deb"):
-        deb.unlink()
-    (building / "etc/cloud/cloud.cfg.d/99-sharedfs-tests.cfg").write_text(_CLOUD_CFG)
-    (building / ".sharedfs-complete").write_text(" ".join(PACKAGES) + "\n")
-    shutil.rmtree(path, ignore_errors=True)
-    building.rename(path)
-    return path
+
+    def build(building: Path) -> None:
+        subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(building),
+                        _mirror()], check=True, capture_output=True, timeout=1800)  # fmt: skip
+        for deb in (building / "var/cache/apt/archives").glob("*.deb"):
+            deb.unlink()
+        (building / "etc/cloud/cloud.cfg.d/99-sharedfs-tests.cfg").write_text(_CLOUD_CFG)
+
+    return build_once(path, build, " ".join(PACKAGES) + "\n")
 
 
 def _name(process: psutil.Process) -> str:

@@ -18,27 +18,14 @@ from typing import Dict, List, Optional
 import requests
 
 from .apiserver import free_port
-from .venvcache import cached_venv
+from .venvcache import cached_venv, wsgi_server
 
 REQUIREMENTS = Path(__file__).with_name("keystone-requirements.txt")
 ADMIN_PASSWORD = "admin-secret"
 PASSWORD = "secret"  # every test user's
 
-# Keystone is a WSGI application; a threaded wsgiref server is enough for a test suite and needs no compiler.
-_SERVE = """
-import sys
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-from keystone.server.wsgi import initialize_public_application
-class Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-class Quiet(WSGIRequestHandler):
-    def log_message(self, *args):
-        pass
-port = int(sys.argv.pop(1))  # Keystone parses the command line itself
-application = initialize_public_application()
-make_server("127.0.0.1", port, application, server_class=Server, handler_class=Quiet).serve_forever()
-"""
+_SERVE = wsgi_server("from keystone.server.wsgi import initialize_public_application\n"
+                     "application = initialize_public_application()")
 
 
 def venv() -> Path:

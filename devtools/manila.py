@@ -23,7 +23,7 @@ from typing import Dict, List, Optional
 import requests
 
 from .apiserver import free_port
-from .venvcache import cached_venv
+from .venvcache import cached_venv, wsgi_server
 
 REQUIREMENTS = Path(__file__).with_name("manila-requirements.txt")
 HOST = "sharedfs-test"  # Manila's host name for its share service: pools are HOST@BACKEND#POOL
@@ -33,19 +33,7 @@ MICROVERSION = "2.51"
 # Keystone's are; noauth takes any, so the tests use one of that form.
 PROJECT = "5ba4ed0c0ffee0005ba4ed0c0ffee000"
 
-_SERVE = """
-import sys
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-class Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-class Quiet(WSGIRequestHandler):
-    def log_message(self, *args):
-        pass
-port = int(sys.argv.pop(1))  # Manila parses the rest of the command line itself (--config-file)
-from manila.wsgi.api import application
-make_server("127.0.0.1", port, application, server_class=Server, handler_class=Quiet).serve_forever()
-"""
+_SERVE = wsgi_server("from manila.wsgi.api import application")
 
 
 def venv() -> Path:

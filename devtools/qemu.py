@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
-from .container import CACHE
+from .cache import CACHE
 
 HERE = Path(__file__).resolve().parent
 # virtiofs and ceph: the kernel clients of tests/e2e/test_virtiofs_qemu.py and the CephFS one.

@@ -8,15 +8,14 @@ need Python >= 3.11: the venv is made with this interpreter if it is new enough,
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["CACHE", "cached_venv", "python"]
+from .cache import CACHE, build_once
 
-CACHE = Path(os.environ.get("SHAREDFS_TEST_CACHE", "/var/cache/sharedfs-tests"))
+__all__ = ["cached_venv", "python", "wsgi_server"]
 
 
 def python() -> str:
@@ -36,23 +35,37 @@ def cached_venv(name: str, requirements: Path) -> Path:
                              text=True, check=True).stdout.strip()  # fmt: skip
     key = hashlib.sha256(requirements.read_bytes() + version.encode()).hexdigest()[:12]
     path = CACHE / f"{name}-{key}"
-    if (path / ".sharedfs-complete").exists():
-        return path
-    building = path.with_name(path.name + ".building")
-    shutil.rmtree(building, ignore_errors=True)
-    building.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([interpreter, "-m", "venv", str(building)], check=True, capture_output=True, timeout=300)
-    subprocess.run([str(building / "bin/pip"), "install", "-q", "--disable-pip-version-check", "-r", str(requirements)],
-                   check=True, capture_output=True, timeout=1800)  # fmt: skip
-    (building / ".sharedfs-complete").write_text(requirements.read_text())
-    shutil.rmtree(path, ignore_errors=True)
-    # A venv's scripts name their interpreter by absolute path; the move needs them rewritten.
-    for script in (building / "bin").iterdir():
-        if script.is_file() and not script.is_symlink():
-            data = script.read_bytes()
-            if data.startswith(b"#!") and str(building).encode() in data[:400]:
-                script.write_bytes(data.replace(str(building).encode(), str(path).encode(), 1))
-    cfg = building / "pyvenv.cfg"
-    cfg.write_text(cfg.read_text().replace(str(building), str(path)))
-    building.rename(path)
-    return path
+
+    def build(building: Path) -> None:
+        subprocess.run([interpreter, "-m", "venv", str(building)], check=True, capture_output=True, timeout=300)
+        subprocess.run([str(building / "bin/pip"), "install", "-q", "--disable-pip-version-check", "-r",
+                        str(requirements)], check=True, capture_output=True, timeout=1800)  # fmt: skip
+        # A venv's scripts name their interpreter by absolute path; the move needs them rewritten.
+        for script in (building / "bin").iterdir():
+            if script.is_file() and not script.is_symlink():
+                data = script.read_bytes()
+                if data.startswith(b"#!") and str(building).encode() in data[:400]:
+                    script.write_bytes(data.replace(str(building).encode(), str(path).encode(), 1))
+        cfg = building / "pyvenv.cfg"
+        cfg.write_text(cfg.read_text().replace(str(building), str(path)))
+
+    return build_once(path, build, requirements.read_text())
+
+
+def wsgi_server(application: str) -> str:
+    """A Python program serving the WSGI application that the statements `application` bind, on the
+    port given as its first argument, with a threaded wsgiref server (enough for a test suite, and
+    no compiler needed, as uwsgi would); the service parses the rest of the command line itself."""
+    return f"""
+import sys
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+class Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+class Quiet(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+port = int(sys.argv.pop(1))
+{application}
+make_server("127.0.0.1", port, application, server_class=Server, handler_class=Quiet).serve_forever()
+"""
