@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Dict, Mapping
 
 from .base import Driver, FsSpec
+from .ganesha import GaneshaDriver
 from .glusterfs import GlusterfsDriver
 from .static import StaticDriver
 
 __all__ = ["Driver", "FsSpec", "DRIVERS", "make_driver"]
 
-DRIVERS: Dict[str, type] = {"static": StaticDriver, "glusterfs": GlusterfsDriver}
+DRIVERS: Dict[str, type] = {"static": StaticDriver, "glusterfs": GlusterfsDriver, "nfs": GaneshaDriver}
 
 
 def make_driver(name: str, options: Mapping[str, str]) -> Driver:

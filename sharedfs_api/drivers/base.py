@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import AbstractSet, Mapping, Optional, Set
+from typing import AbstractSet, Mapping, Optional, Set, Tuple
 
 __all__ = ["Driver", "FsSpec"]
 
@@ -16,6 +16,7 @@ class FsSpec:
     project: str
     size_bytes: int
     export: str = ""  # given by the admin for `static`; filled by create() otherwise
+    mount_options: Tuple[str, ...] = ()  # the entry's; a driver may follow `ro` (the nfs driver does)
 
 
 class Driver:
