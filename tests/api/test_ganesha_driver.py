@@ -6,8 +6,10 @@ import ctypes.util
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from devtools.ganesha import Dbus, Ganesha
 from devtools.namespace import MountNamespace
 from devtools.netns import NetNamespace
 from tests.conftest import need_root
-from tests.support import require
+from tests.support import require, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
@@ -141,3 +143,27 @@ def test_export_survives_a_ganesha_restart_and_ro_is_read_only(setup):
     for name in ("keep", "rofs"):
         assert s.call("DELETE", f"/v1.1/p2/os-filesystem/{name}").status_code == 202
         assert s.server.settled(s.admin, "p2", name) is None
+
+
+def test_latency_create_to_available_and_connect_to_mountable(setup):
+    """The figures for docs/benchmarks.md: median of 5 each (printed with -s)."""
+    s = setup
+    assert s.call("PUT", "/v1.1/p3/os-instances/vm3", json={"instance": {"addresses": [s.net.address]}}).ok
+    created, connected = [], []
+    for n in range(5):
+        name = f"lat{n}"
+        start = time.monotonic()
+        assert s.call("PUT", f"/v1.1/p3/os-filesystem/{name}", json={"fs_entry": {"size": "64Mb"}}).status_code == 202
+        assert s.server.settled(s.admin, "p3", name)["status"] == "available"
+        created.append(time.monotonic() - start)
+        start = time.monotonic()
+        assert s.call("PUT", f"/v1.1/p3/os-filesystem/{name}/instances/vm3").status_code == 201
+        assert wait_for(lambda: s.client(f"{s.host}:/{name}", f"/m{n}", 1)["write"] == "OK", timeout=30)  # noqa: B023
+        connected.append(time.monotonic() - start)
+    for n in range(5):
+        assert s.call("DELETE", f"/v1.1/p3/os-filesystem/lat{n}").status_code == 202
+    print(
+        f"\nnfs driver (ganesha, btrfs): create -> available {statistics.median(created) * 1000:.0f} ms, "
+        f"connect -> mountable {statistics.median(connected) * 1000:.0f} ms (median of 5)"
+    )
+    assert wait_for(lambda: all(s.server.settled(s.admin, "p3", f"lat{n}") is None for n in range(5)), timeout=60)
