@@ -145,8 +145,11 @@ class GaneshaDriver(Driver):
         except (OSError, subprocess.TimeoutExpired) as e:
             raise DriverError(f"{argv[0]} {argv[1]}: {e}") from None
         if result.returncode != 0:
-            message = (result.stderr.strip() or result.stdout.strip() or f"exit {result.returncode}").splitlines()
-            raise DriverError(f"{' '.join(argv[:3])}: {message[-1]}")
+            lines = (result.stderr.strip() or result.stdout.strip() or f"exit {result.returncode}").splitlines()
+            # dbus-send puts ganesha's summary first ("Error ...: 0 export entries ... added
+            # because ..."), the config file's details after it; other tools end with the cause.
+            said = next((line for line in lines if line.startswith("Error ")), lines[-1])
+            raise DriverError(f"{' '.join(argv[:3])}: {said}")
         return result.stdout
 
     def _dbus(self, method: str, *args: str) -> str:
