@@ -25,7 +25,7 @@ LOG {{ Default_Log_Level = EVENT; }}
 # The nfs driver's ganesha: v4 only, nothing exported but what %include brings.
 _DRIVER_CONFIG = """NFS_CORE_PARAM {{ Protocols = 4; NFS_Port = 2049; Enable_NLM = false; Enable_RQUOTA = false;
                  Bind_addr = {bind}; }}
-NFSV4 {{ Graceless = true; RecoveryBackend = fs; RecoveryRoot = {base}/recovery; Minor_Versions = 1, 2; }}
+NFSV4 {{ Graceless = true; RecoveryBackend = fs; RecoveryRoot = {base}/recovery; }}
 LOG {{ Default_Log_Level = EVENT; }}
 %include {export_dir}/INDEX.conf
 """
@@ -116,7 +116,10 @@ class Ganesha:
                 if s.connect_ex((self.bind if self.bind != "0.0.0.0" else "127.0.0.1", 2049)) == 0 and self._on_bus():
                     return self
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ganesha did not start; see {self.base / 'ganesha.log'}")
+                log = self.base / "ganesha.log"
+                said = [line for line in log.read_text(errors="replace").splitlines() if ":CRIT :" in line or
+                        ":FATAL :" in line or ":MAJ :" in line] if log.exists() else []  # fmt: skip
+                raise RuntimeError(f"ganesha did not start (exit {self.proc.poll()}); see {log}: {said[-5:]}")
             time.sleep(0.05)
 
     def _on_bus(self) -> bool:
