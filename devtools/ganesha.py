@@ -116,6 +116,7 @@ class Ganesha:
                 if s.connect_ex((self.bind if self.bind != "0.0.0.0" else "127.0.0.1", 2049)) == 0 and self._on_bus():
                     return self
             if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()  # nothing left running: the caller has no handle on a failed start
                 log = self.base / "ganesha.log"
                 said = [line for line in log.read_text(errors="replace").splitlines() if ":CRIT :" in line or
                         ":FATAL :" in line or ":MAJ :" in line] if log.exists() else []  # fmt: skip

@@ -27,7 +27,10 @@ pytestmark = [pytest.mark.root]
 
 
 class Setup:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self) -> None:
+        self.ns = self.net = self.bus = self.ganesha = self.server = None
+
+    def start(self, workdir: Path) -> None:
         need_root()
         for tool in ("ganesha.nfsd", "dbus-daemon", "dbus-send", "mkfs.btrfs", "btrfs", "ip"):
             require(shutil.which(tool) is not None,
@@ -53,9 +56,12 @@ class Setup:
         self.admin = self.server.token("admin")
 
     def close(self) -> None:
-        for step in (self.server.stop, self.ganesha.stop, self.bus.stop, self.net.close):
-            step()
-        self.ns.close(str(self.root))
+        """Whatever start() got to, stopped by its own handle."""
+        for part, stop in ((self.server, "stop"), (self.ganesha, "stop"), (self.bus, "stop"), (self.net, "close")):
+            if part is not None:
+                getattr(part, stop)()
+        if self.ns is not None:
+            self.ns.close(str(self.root))
 
     def call(self, method: str, path: str, **kw):
         return self.server.call(method, path, self.admin, **kw)
@@ -76,8 +82,9 @@ class Setup:
 
 @pytest.fixture(scope="module")
 def setup(workdir):
-    s = Setup(workdir)
+    s = Setup()
     try:
+        s.start(workdir)
         yield s
     finally:
         s.close()
