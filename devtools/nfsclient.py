@@ -11,7 +11,7 @@ import errno
 import json
 import sys
 
-CHUNK = 1 << 20
+CHUNK = 64 << 10  # libnfs 4.0 cannot encode a v4 WRITE of 1 MiB ("Failed to encode COMPOUND4args")
 
 
 def _lib() -> ctypes.CDLL:
