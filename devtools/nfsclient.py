@@ -11,7 +11,7 @@ import errno
 import json
 import sys
 
-CHUNK = 64 << 10  # libnfs 4.0 cannot encode a v4 WRITE of 1 MiB ("Failed to encode COMPOUND4args")
+CHUNK = 64 << 10
 
 
 def _lib() -> ctypes.CDLL:
@@ -22,8 +22,9 @@ def _lib() -> ctypes.CDLL:
     lib.nfs_set_version.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.nfs_mount.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
     lib.nfs_creat.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p)]
-    # libnfs 4.0 (Debian 12): nfs_write(nfs, fh, count, buf); 5.0 swapped the last two.
-    lib.nfs_write.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_char_p]
+    # Debian 12's libnfs13 (4.0) takes nfs_write(nfs, fh, buf, count): the other order sends the
+    # pointer as the count ("Failed to encode COMPOUND4args").
+    lib.nfs_write.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint64]
     lib.nfs_fsync.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.nfs_close.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.nfs_destroy_context.argtypes = [ctypes.c_void_p]
@@ -54,7 +55,7 @@ def write(server: str, export: str, path: str, size: int) -> dict:
         block = b"x" * CHUNK
         while out["written"] < size:
             n = min(CHUNK, size - out["written"])
-            rc = lib.nfs_write(nfs, fh, n, block[:n])
+            rc = lib.nfs_write(nfs, fh, block[:n], n)
             if rc < 0:
                 break
             out["written"] += rc
