@@ -22,9 +22,9 @@ def _lib() -> ctypes.CDLL:
     lib.nfs_set_version.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.nfs_mount.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
     lib.nfs_creat.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p)]
-    # Debian 12's libnfs13 (4.0) takes nfs_write(nfs, fh, buf, count): the other order sends the
-    # pointer as the count ("Failed to encode COMPOUND4args").
-    lib.nfs_write.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint64]
+    # libnfs13 (4.0, Debian 12): nfs_write(nfs, fh, count, buf); (buf, count) segfaults (measured).
+    # Open: a v4 WRITE of 64 KiB or 1 MiB still fails with "Failed to encode COMPOUND4args".
+    lib.nfs_write.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_char_p]
     lib.nfs_fsync.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.nfs_close.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.nfs_destroy_context.argtypes = [ctypes.c_void_p]
@@ -55,7 +55,7 @@ def write(server: str, export: str, path: str, size: int) -> dict:
         block = b"x" * CHUNK
         while out["written"] < size:
             n = min(CHUNK, size - out["written"])
-            rc = lib.nfs_write(nfs, fh, block[:n], n)
+            rc = lib.nfs_write(nfs, fh, n, block[:n])
             if rc < 0:
                 break
             out["written"] += rc
