@@ -93,7 +93,7 @@ def setup(workdir):
 def test_export_follows_connections_and_the_size_is_enforced(setup):
     s = setup
     assert s.call("PUT", "/v1.1/p1/os-instances/vm1", json={"instance": {"addresses": [s.net.address]}}).ok
-    created = s.call("PUT", "/v1.1/p1/os-filesystem/nfs1", json={"fs_entry": {"size": "32Mb", "fs_type": "nfs"}})
+    created = s.call("PUT", "/v1.1/p1/os-filesystem/nfs1", json={"fs_entry": {"size": "16Mb", "fs_type": "nfs"}})
     assert created.status_code == 202, created.text
     entry = s.server.settled(s.admin, "p1", "nfs1")
     assert (entry["status"], entry["export"], entry["fs_type"]) == ("available", f"{s.host}:/nfs1", "nfs"), entry
@@ -109,11 +109,13 @@ def test_export_follows_connections_and_the_size_is_enforced(setup):
     assert f"Clients = {s.net.address};" in (s.export_dir / "nfs1.conf").read_text()
     small = s.client(entry["export"], "/small", 4 * MiB)
     assert (small["mount"], small["write"], small["written"]) == ("OK", "OK", 4 * MiB), small
-    assert s.ns.run(["stat", "-c", "%s %U", str(s.root / "nfs1" / "small")]).stdout.split() == [str(4 * MiB), "nobody"]
+    size, uid = s.ns.run(["stat", "-c", "%s %u", str(s.root / "nfs1" / "small")]).stdout.split()
+    assert (int(size), uid != "0") == (4 * MiB, True), uid  # the client's root is squashed (ganesha's anonymous uid)
 
-    big = s.client(entry["export"], "/big", 64 * MiB)  # twice the size
-    assert big["mount"] == "OK" and big["write"] in ("EDQUOT", "ENOSPC"), big
-    assert big["written"] <= 32 * MiB, big
+    big = s.client(entry["export"], "/big", 32 * MiB)  # twice the size: the server says no, by its own word
+    assert big["mount"] == "OK" and big["write"] != "OK" and big["status"] in ("NFS4ERR_DQUOT", "NFS4ERR_NOSPC"), big
+    assert 8 * MiB <= big["written"] <= 16 * MiB, big  # what the quota had left after /small, no more
+    print(f"\nnfs driver: past the 16 MiB size, {big['status']} after {big['written'] / MiB:.1f} MiB of /big")
 
     assert s.call("DELETE", "/v1.1/p1/os-filesystem/nfs1/instances/vm1").status_code == 202
     assert "CLIENT" not in (s.export_dir / "nfs1.conf").read_text()
@@ -139,7 +141,9 @@ def test_export_survives_a_ganesha_restart_and_ro_is_read_only(setup):
     export = f"{s.host}:/keep"
     assert s.client(export, "/one", MiB)["write"] == "OK"
     read_only = s.client(f"{s.host}:/rofs", "/no", MiB)
-    assert read_only["mount"] == "OK" and read_only["write"] in ("EROFS", "EACCES", "EPERM"), read_only
+    assert read_only["mount"] == "OK" and read_only["written"] == 0, read_only
+    assert read_only["status"] in ("NFS4ERR_ROFS", "NFS4ERR_ACCESS", "NFS4ERR_PERM"), read_only
+    print(f"\nnfs driver: a ro export answers a create with {read_only['status']} ({read_only['write']})")
 
     s.ganesha.restart()  # the export comes back from INDEX.conf, with its clients
     assert str(s.root / "keep") in s.exports()
