@@ -75,6 +75,8 @@ def render_export(export_id: int, path: str, pseudo: str, addresses: AbstractSet
         "    SecType = sys;",
         "    Access_Type = None;",  # anyone not listed below: nothing
         f"    Squash = {SQUASH[squash]};",
+        "    Anonymous_Uid = 65534;",  # squashed users are nobody, as with the kernel's nfsd (ganesha's own default is -2)
+        "    Anonymous_Gid = 65534;",
         "    FSAL { Name = VFS; }",
     ]
     if clients:

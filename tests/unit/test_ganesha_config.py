@@ -17,6 +17,7 @@ def test_nobody_is_access_type_none_and_no_client_block():
     assert "Access_Type = None;" in text and "CLIENT" not in text
     assert "Export_Id = 101;" in text and "Path = /srv/nfs/home;" in text and "Pseudo = /home;" in text
     assert "Protocols = 4;" in text and "Squash = Root_Squash;" in text
+    assert "Anonymous_Uid = 65534;" in text and "Anonymous_Gid = 65534;" in text
     assert _export_id(text) == 101
     assert text.count("{") == text.count("}") == 2
 
