@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import requests
 
@@ -25,7 +25,7 @@ class ApiServer:
 
     def __init__(self, base: Path, db_url: Optional[str] = None, driver: str = "static",
                  driver_opts: Optional[Dict[str, str]] = None, port: Optional[int] = None,
-                 extra_args: Optional[List[str]] = None) -> None:  # fmt: skip
+                 extra_args: Optional[List[str]] = None, wrap: Sequence[str] = ()) -> None:  # fmt: skip
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
         self.db_url = db_url or f"sqlite:///{base / 'api.db'}"
@@ -33,6 +33,7 @@ class ApiServer:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_args = extra_args or []
+        self.wrap = list(wrap)  # an argv prefix, e.g. nsenter into a mount namespace (it must exec, not fork)
         self.proc: Optional[subprocess.Popen] = None
 
     def cli(self, *args: str) -> str:
@@ -62,7 +63,7 @@ class ApiServer:
         # guests and Ceph, where a late tick says the machine is busy, not the server (the
         # shedding has its own tests; --max-busy stays at its default).
         lag = [] if "--max-lag" in self.extra_args else ["--max-lag", "0"]
-        argv = [sys.executable, "-m", "sharedfs_api", "serve", "--db", self.db_url,
+        argv = [*self.wrap, sys.executable, "-m", "sharedfs_api", "serve", "--db", self.db_url,
                 "--listen", f"127.0.0.1:{self.port}", "--driver", self.driver, *lag, *self.extra_args]  # fmt: skip
         for key, value in self.driver_opts.items():
             argv += ["--driver-opt", f"{key}={value}"]

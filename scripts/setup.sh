@@ -13,12 +13,14 @@ cd "$(dirname "$0")/.."
 # the Debian service is never started). Keystone comes from PyPI, in a venv the suite makes and caches.
 # ceph-mon ceph-mgr ceph-osd ceph-mds: a throw-away single-node Ceph cluster (devtools/ceph.py) for the tests;
 # ceph-fuse (ceph-fuse, mount.fuse.ceph) and ceph-common (mount.ceph, /etc/ceph): the clients the agent drives.
+# btrfs-progs + dbus-daemon + libnfs-utils: the nfs driver's tests (a btrfs subvolume per export with a qgroup
+# limit, ganesha's D-Bus on a private bus, libnfs as the NFS client: the host kernel has none).
 # chromium + chromium-driver: the dashboard's browser tests drive a real headless Chromium with Selenium
 # (Debian's build: nothing is downloaded at test time).
 PACKAGES=(glusterfs-server glusterfs-client util-linux mount iproute2 postgresql systemd-container debootstrap
           qemu-system-x86 busybox-static kmod nfs-common nfs-ganesha nfs-ganesha-vfs rpcbind rabbitmq-server
           python3 python3-venv ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse ceph-common
-          chromium chromium-driver)
+          chromium chromium-driver btrfs-progs dbus-daemon libnfs-utils)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

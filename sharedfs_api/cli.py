@@ -265,9 +265,9 @@ def _with_backends(p):
     p.add_argument("--config", metavar="FILE",
                    help=f"INI file with a [backend NAME] section per backend (default ${ENV_CONFIG})")  # fmt: skip
     p.add_argument("--driver", default="static",
-                   help="shorthand for one backend named after its driver: static (default: none) or glusterfs")  # fmt: skip
+                   help="shorthand for one backend named after its driver: static (default: none), glusterfs or nfs")  # fmt: skip
     p.add_argument("--driver-opt", action="append", default=[], metavar="K=V",
-                   help="option of --driver, repeatable (glusterfs: brick_root=DIR, brick_host=, export_host=, quota=)")  # fmt: skip
+                   help="option of --driver, repeatable (glusterfs: brick_root=DIR, brick_host=, export_host=, quota=; nfs: export_root=DIR, export_dir=, export_host=, dbus_address=, squash=)")  # fmt: skip
     return p
 
 

@@ -6,6 +6,7 @@ from typing import Dict, Mapping
 
 from .base import Driver, FsSpec, Identity
 from .cephfs import CephfsDriver
+from .ganesha import GaneshaDriver
 from .glusterfs import GlusterfsDriver
 from .manila import ManilaDriver
 from .static import StaticDriver
@@ -13,7 +14,7 @@ from .static import StaticDriver
 __all__ = ["Driver", "FsSpec", "Identity", "DRIVERS", "make_driver"]
 
 DRIVERS: Dict[str, type] = {"static": StaticDriver, "glusterfs": GlusterfsDriver, "cephfs": CephfsDriver,
-                           "manila": ManilaDriver}  # fmt: skip
+                           "manila": ManilaDriver, "nfs": GaneshaDriver}  # fmt: skip
 
 
 def make_driver(name: str, options: Mapping[str, str]) -> Driver:

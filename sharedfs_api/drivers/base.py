@@ -16,6 +16,7 @@ class FsSpec:
     project: str
     size_bytes: int
     export: str = ""  # given by the admin for `static`; filled by create() otherwise
+    mount_options: Tuple[str, ...] = ()  # the entry's; a driver may follow `ro` (the nfs driver does)
 
 
 @dataclass(frozen=True)

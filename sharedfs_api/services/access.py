@@ -24,7 +24,7 @@ ACCESS_FAILED = "access update failed"
 
 
 def spec(fs: db.Filesystem) -> FsSpec:
-    return FsSpec(fs.name, fs.project, fs.size_bytes, fs.export)
+    return FsSpec(fs.name, fs.project, fs.size_bytes, fs.export, tuple(fs.mount_options))
 
 
 @dataclass
