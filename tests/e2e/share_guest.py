@@ -6,8 +6,8 @@ export through `sharedfs-agent once`, checks the kernel mounted it, writes a fil
 checks it is gone; prints one GUEST-RESULT line. With --entry, the entry desired is FILE's (one
 element of an instance's view, as the API gave it, its `secret` included; mount point /mnt/share/data),
 the agent writes secrets to SECRET_DIR, and the result says the secret file's mode and owner and
-where in the guest the secret showed (the agent's whole logs, fstab, state, mount table): nowhere,
-or the test fails.
+where else in the guest the secret shows (the agent's whole logs, fstab, state, mount table), while
+mounted and after the detach.
 """
 
 import glob
@@ -67,7 +67,7 @@ def secret_seen_in(secret: str) -> list:
     for path in [f"{agent.base}/fstab", "/proc/mounts", "/proc/self/mountinfo", *glob.glob(f"{agent.base}/state/*")]:
         with open(path) as f:
             places[path] = f.read()
-    return {place for place, text in places.items() if secret in text}
+    return sorted(place for place, text in places.items() if secret in text)
 
 
 result = {"fs_type": FS_TYPE, "from": "view" if ENTRY else "argv"}
@@ -82,7 +82,9 @@ result["fstype"], result["source"] = kernel_type(MP), source()
 result["wrote"] = write("from-guest.txt", f"written by the guest kernel's {FS_TYPE} client\n")
 result["lines_attached"] = agent.our_lines()
 result["converged_rc"], _ = once()
-seen = secret_seen_in(ENTRY["secret"]) if ENTRY is not None else set()  # while mounted
+if ENTRY is not None:  # while wanted, the last-known-good document holds it too (0600, root only)
+    result["secret_seen_mounted"] = secret_seen_in(ENTRY["secret"])
+    result["cache_mode"] = oct(os.stat(f"{agent.base}/state/desired-file.json").st_mode & 0o777)
 if REMOUNT_TO is not None:
     desire(REMOUNT_TO)
     result["remount_rc"], result["remount_log"] = once()
@@ -95,6 +97,6 @@ result["fstype_after"] = kernel_type(MP)
 with open(f"{agent.base}/fstab") as f:
     result["fstab_after"] = f.read()
 if ENTRY is not None:
-    result["secret_seen_in"] = sorted(seen | secret_seen_in(ENTRY["secret"]))
+    result["secret_seen_after"] = secret_seen_in(ENTRY["secret"])
     result["secret_file_after"] = os.path.exists(secret_file)
 print("GUEST-RESULT " + json.dumps(result), flush=True)

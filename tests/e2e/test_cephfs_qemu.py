@@ -117,7 +117,10 @@ def check_driver_mount(ceph_cluster, server: ApiServer, own: dict, result: dict,
     said = json.dumps(result, indent=1)
     key = own["secret"]
     assert key not in said and key not in console, "the instance's key reached the guest's log or report"
-    assert result["secret_seen_in"] == [], said  # not in the agent's logs, fstab, state or mount table
+    # Not in the agent's logs, fstab, ledger, status or the mount table; while wanted, in the agent's
+    # last-known-good copy of its view (docs/agent.md "Secrets"), root's alone, and gone with it.
+    assert result["secret_seen_mounted"] == ["/mnt/sfs/state/desired-file.json"], said
+    assert result["cache_mode"] == "0o600" and result["secret_seen_after"] == [], said
     assert result["attach_rc"] == 0, said
     secret_file = f"{SECRET_DIR}/sharedfs-cfs1.secret"
     assert result["secret_file"] == [secret_file, "0o600", 0, True], said
