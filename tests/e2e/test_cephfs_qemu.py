@@ -129,7 +129,9 @@ def check_driver_mount(ceph_cluster, server: ApiServer, own: dict, result: dict,
     path = own["export"].split(":", 2)[2]
     assert ceph_cluster.read(f"{path}/from-guest.txt") == "written by the guest kernel's cephfs client\n"
     (line,) = result["lines_attached"]
-    assert line.startswith(f"{own['export']} {MP} ceph rw,name=sfs.cfs1.vm1,secretfile={secret_file}"), line
+    source, mount_point, fstype, options = line.split()[:4]
+    assert (source, mount_point, fstype) == (own["export"], MP, "ceph"), line
+    assert {"name=sfs.cfs1.vm1", f"secretfile={secret_file}"} <= set(options.split(",")), line
     assert result["converged_rc"] == 0 and result["detach_rc"] == 0 and result["fstype_after"] is None, said
     assert result["secret_file_after"] is False, said  # removed with the filesystem's entry
     assert key not in (server.base / f"server-{server.port}.log").read_text()
