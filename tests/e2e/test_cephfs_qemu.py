@@ -27,22 +27,22 @@ SECRET_DIR = "/mnt/sfs/secrets"  # on the guest's tmpfs (its /etc/ceph is the ho
 
 
 def driver_view(ceph_cluster, server: ApiServer, view_file: Path) -> dict:
-    """Through the API: a subvolume cfs1, vm1 connected, vm1's own view (its key in `secret`) fetched
+    """Through the API: a subvolume kcfs1, vm1 connected, vm1's own view (its key in `secret`) fetched
     with vm1's token and written where the guest reads it (0600): the document vm1's agent gets."""
     admin = server.token("admin")
     put = server.call("PUT", "/v1.1/p1/os-instances/vm1", admin, json={"instance": {"addresses": []}})
     assert put.status_code == 201, put.text
-    created = server.call("PUT", "/v1.1/p1/os-filesystem/cfs1", admin,
+    created = server.call("PUT", "/v1.1/p1/os-filesystem/kcfs1", admin,
                           json={"fs_entry": {"size": "16Mb", "mount_point": MP}})  # fmt: skip
     assert created.status_code == 202, created.text
-    entry = server.settled(admin, "p1", "cfs1")
+    entry = server.settled(admin, "p1", "kcfs1")
     assert (entry["status"], entry["fs_type"]) == ("available", "cephfs"), entry
-    assert server.call("PUT", "/v1.1/p1/os-filesystem/cfs1/instances/vm1", admin).status_code == 201
+    assert server.call("PUT", "/v1.1/p1/os-filesystem/kcfs1/instances/vm1", admin).status_code == 201
     answer = server.call("GET", "/v1.1/p1/os-instances/vm1/filesystems", server.token("instance", "p1", "vm1"))
     assert answer.status_code == 200, answer.text
     (own,) = answer.json()["filesystems"]
-    assert own["secret"] and own["export"].startswith(f"{ADDRESS}:6789:/volumes/sharedfs/cfs1/"), own
-    assert "name=sfs.cfs1.vm1" in own["mount_options"], own
+    assert own["secret"] and own["export"].startswith(f"{ADDRESS}:6789:/volumes/sharedfs/kcfs1/"), own
+    assert "name=sfs.kcfs1.vm1" in own["mount_options"], own
     view_file.touch(mode=0o600)
     view_file.write_text(json.dumps(own))
     return own
@@ -77,6 +77,10 @@ def test_agent_mounts_cephfs_with_the_kernel_client_remounts_on_a_new_path_and_u
                 results[found["from"]] = found
         assert set(results) == {"argv", "view"}, console[-3000:]
         check_driver_mount(ceph_cluster, server, own, results["view"], console)
+        # The session's cluster is shared: the subvolume and vm1's cephx client go with the filesystem.
+        admin = server.token("admin")
+        assert server.call("DELETE", "/v1.1/p1/os-filesystem/kcfs1", admin).status_code == 202
+        assert server.settled(admin, "p1", "kcfs1") is None
     finally:
         server.stop()
     result = results["argv"]
@@ -122,7 +126,7 @@ def check_driver_mount(ceph_cluster, server: ApiServer, own: dict, result: dict,
     assert result["secret_seen_mounted"] == ["/mnt/sfs/state/desired-file.json"], said
     assert result["cache_mode"] == "0o600" and result["secret_seen_after"] == [], said
     assert result["attach_rc"] == 0, said
-    secret_file = f"{SECRET_DIR}/sharedfs-cfs1.secret"
+    secret_file = f"{SECRET_DIR}/sharedfs-kcfs1.secret"
     assert result["secret_file"] == [secret_file, "0o600", 0, True], said
     assert (result["fstype"], result["source"]) == ("ceph", own["export"]), said
     assert result["wrote"] is True, said
@@ -131,7 +135,7 @@ def check_driver_mount(ceph_cluster, server: ApiServer, own: dict, result: dict,
     (line,) = result["lines_attached"]
     source, mount_point, fstype, options = line.split()[:4]
     assert (source, mount_point, fstype) == (own["export"], MP, "ceph"), line
-    assert {"name=sfs.cfs1.vm1", f"secretfile={secret_file}"} <= set(options.split(",")), line
+    assert {"name=sfs.kcfs1.vm1", f"secretfile={secret_file}"} <= set(options.split(",")), line
     assert result["converged_rc"] == 0 and result["detach_rc"] == 0 and result["fstype_after"] is None, said
     assert result["secret_file_after"] is False, said  # removed with the filesystem's entry
     assert key not in (server.base / f"server-{server.port}.log").read_text()
