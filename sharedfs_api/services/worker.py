@@ -110,8 +110,8 @@ class Worker:
         other than `unmounted` for it, unless its agent has shown no sign of life for
         AGENT_GONE_AFTER, or the state is an `error` from before the DELETE (a refused or failed
         mount: nothing to let go of; an agent that held a mount reports again as it lets go), or
-        `delete_wait` has passed since the DELETE (a row from before deleting_since existed has
-        none: it waits no more)."""
+        `delete_wait` has passed since the DELETE (a row made `deleting` before that column
+        existed has no deleting_since and waits no more)."""
         now = db.now()
         alive = now - AGENT_GONE_AFTER
         holds_on = exists().where(
