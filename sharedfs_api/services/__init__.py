@@ -36,7 +36,7 @@ def make_services(sessions: sessionmaker, backends: Backends, changed: Callable[
     worker = Worker(sessions, backends, access, locks, changed, reconcile_every, delete_wait=delete_wait)
     return Services(
         filesystems=FilesystemService(sessions, backends, access, changed, worker.kick),
-        instances=InstanceService(sessions, access, changed),
+        instances=InstanceService(sessions, access, changed, worker.kick),
         access=access,
         worker=worker,
     )
