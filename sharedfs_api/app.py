@@ -45,6 +45,7 @@ class Settings:
     public_url: Optional[str] = None  # the API URL vendordata hands instances (default: the URL Nova called)
     ca_pem: Optional[str] = None  # the CA instances should trust for it
     reconcile_every: float = 300.0  # seconds between reconciles of drivers against rows (also at start)
+    delete_wait: float = 600.0  # the longest a delete waits for its instances to unmount before the driver deletes
     max_busy: int = 64  # requests at work at once; more are answered 503 + Retry-After (shed.py); 0: no bound
     max_lag: float = 0.5  # seconds the event loop may run late before new requests are shed too; 0: no bound
 
@@ -124,7 +125,7 @@ def create_app(settings: Settings) -> FastAPI:
         if notifier is not None:
             notifier.notify()
 
-    services = make_services(sessions, backends, changed, settings.reconcile_every)
+    services = make_services(sessions, backends, changed, settings.reconcile_every, settings.delete_wait)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -85,7 +85,7 @@ def cmd_serve(args) -> int:
     settings = Settings(db_url=_db_url(args), backends=_backend_configs(args), max_wait=args.max_wait,
                         agent_wheels=args.agent_wheels, auth=args.auth, openstack_config=openstack_config,
                         vendordata_secret=secret, public_url=args.public_url, ca_pem=ca_pem,
-                        reconcile_every=args.reconcile_every, max_busy=args.max_busy,
+                        reconcile_every=args.reconcile_every, delete_wait=args.delete_wait, max_busy=args.max_busy,
                         max_lag=args.max_lag)  # fmt: skip
     limits = Limits(max_connections=args.max_connections, request_timeout=args.request_timeout)
     serve(create_app(settings), host.strip("[]"), int(port), limits, log_level=args.log_level,
@@ -348,6 +348,9 @@ def _serve_parser(sub) -> None:
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.add_argument("--reconcile-every", type=float, default=300.0, metavar="S",
                        help="seconds between reconciles of the backends with the database (default 300)")  # fmt: skip
+    serve.add_argument("--delete-wait", type=float, default=600.0, metavar="S",
+                       help="the longest a delete waits for its instances to unmount before the storage is "
+                            "destroyed (default 600)")  # fmt: skip
     serve.set_defaults(func=cmd_serve)
 
 

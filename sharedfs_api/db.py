@@ -63,6 +63,8 @@ class Filesystem(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # of the pending create: >1 means resumed
     status_detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=now)
+    # When the DELETE came: its job waits for the instances to unmount, at most --delete-wait from here.
+    deleting_since: Mapped[Optional[dt.datetime]] = mapped_column(DateTime(timezone=True), nullable=True, default=None)
 
     @property
     def mount_options(self) -> List[str]:

@@ -66,12 +66,12 @@ def age_seconds(updated_at: Optional[str], now: float) -> Optional[float]:
     return max(0.0, now - when.timestamp())
 
 
-def assess(entry: Optional[dict], rows: List[dict], goal: Goal, now: float) -> Progress:
-    """Where the change stands. entry None: the filesystem is gone (the API answers 404)."""
+def assess(entry: Optional[dict], rows: List[dict], goal: Goal, now: float, since: Optional[float] = None) -> Progress:
+    """Where the change stands. entry None: the filesystem is gone (the API answers 404).
+    since: when the wait began (server clock), for `gone`: an `error` reported before it is not
+    about the unmount (the server's worker does not wait for it either)."""
     if goal.want == "gone":
-        if entry is None:
-            return Progress(True, (), (), ())
-        return Progress(False, (), (Waiting("filesystem", str(entry.get("status")), str(entry.get("status_detail") or "")),), ())
+        return _assess_gone(entry, rows, now, since)
     if entry is None:
         if goal.want == "unmounted":
             return Progress(True, (), (), ())  # deleted meanwhile: it is on no instance any more
@@ -109,6 +109,33 @@ def assess(entry: Optional[dict], rows: List[dict], goal: Goal, now: float) -> P
     return Progress(not waiting, tuple(failed), tuple(waiting), states)
 
 
+def _assess_gone(entry: Optional[dict], rows: List[dict], now: float, since: Optional[float]) -> Progress:
+    """While the filesystem is `deleting` the server's worker waits for every instance that
+    reported it (in a state other than `unmounted`) to let go before the storage is destroyed
+    (docs/design.md, invariant 14); the wait is over when the API answers 404."""
+    if entry is None:
+        return Progress(True, (), (), ())
+    failed, waiting = [], []
+    reported = [r for r in rows if r.get("updated_at")]  # one that never reported holds nothing
+    for row in reported:
+        who, state = str(row.get("id")), str(row.get("mount_state"))
+        here = Waiting(who, state, str(row.get("detail") or ""), age_seconds(row.get("updated_at"), now))
+        if state == "unmounted":
+            continue
+        if state == "error":
+            if since is None or here.age is None or now - here.age >= since:
+                failed.append(here)
+            continue  # an error from before the delete: a mount that never was
+        waiting.append(here)
+    status = str(entry.get("status"))
+    if status == "error":  # the driver's delete failed
+        failed.append(Waiting("filesystem", status, str(entry.get("status_detail") or "")))
+    states = tuple((str(r.get("id")), str(r.get("mount_state"))) for r in reported)
+    if failed and not waiting:
+        return Progress(True, tuple(failed), (), states)
+    return Progress(False, (), (*waiting, Waiting("filesystem", status, str(entry.get("status_detail") or ""))), states)
+
+
 class WaitTimeout(Exception):
     def __init__(self, progress: Progress) -> None:
         super().__init__("timed out")
@@ -118,10 +145,13 @@ class WaitTimeout(Exception):
 def follow(client: Client, name: str, goal: Goal, timeout: float, on_progress: Callable[[Progress, float], None],
            sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> Progress:  # fmt: skip
     """Poll until the goal is settled (returned) or timeout seconds pass (WaitTimeout)."""
-    start = clock()
+    start, since = clock(), None
     while True:
         try:
-            progress = assess(*_read(client, name, goal), goal, client.server_now())
+            entry, rows = _read(client, name, goal)
+            now = client.server_now()  # after a reply: the server's clock is known
+            since = now if since is None else since
+            progress = assess(entry, rows, goal, now, since)
         except Unreachable as e:
             # The change goes on without us (an API restart, a network blip): keep watching
             # until the timeout rather than give up on the first missed poll.
@@ -139,7 +169,7 @@ def _read(client: Client, name: str, goal: Goal) -> Tuple[Optional[dict], List[d
     """The filesystem's entry (None once the API answers 404) and its instances listing."""
     try:
         entry = client.get_filesystem(name)
-        return entry, (client.filesystem_instances(name) if goal.want != "gone" else [])
+        return entry, client.filesystem_instances(name)
     except ApiError as e:
         if e.status != 404:
             raise

@@ -138,6 +138,8 @@ class FilesystemService:
             fs = find_fs(session, tenant, name)
             if fs.project != tenant or (fs.scope == "global" and not principal.admin):
                 raise Forbidden(f"filesystem {name!r} is global; only an admin token may delete it")
+            if fs.status != "deleting":  # a repeated DELETE does not restart the wait for the unmounts
+                fs.deleting_since = db.now()
             fs.status, fs.status_detail = "deleting", ""
             entry = fs_entry(fs)
             if fs.driver == STATIC:

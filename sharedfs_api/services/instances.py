@@ -28,10 +28,12 @@ CLOUD = Principal("admin")  # the cloud's own notifications act with an admin's 
 class InstanceService:
     """Every change commits, then calls `changed()` so long-polls (here and in other processes) wake."""
 
-    def __init__(self, sessions: sessionmaker, access: Access, changed: Callable[[], None]) -> None:
+    def __init__(self, sessions: sessionmaker, access: Access, changed: Callable[[], None],
+                 kick: Callable[[], None] = lambda: None) -> None:  # fmt: skip
         self.sessions = sessions
         self.access = access
         self.changed = changed
+        self.kick = kick  # the worker: a delete may be waiting for this report
 
     def put_instance(self, principal: Principal, tenant: str, instance_id: str, body: InstanceIn) -> Tuple[int, dict]:
         """201 registered, 200 updated or unchanged; every filesystem it reaches gets its new access set.
@@ -103,7 +105,7 @@ class InstanceService:
         any other name is 404 as for one that does not exist, so no name leaks."""
         principal.require_instance(tenant, instance_id)
 
-        def record(session: Session) -> None:
+        def record(session: Session) -> bool:
             find_instance(session, tenant, instance_id)
             missing = NotFound(f"filesystem {name!r} not found in project {tenant!r}")
             try:
@@ -117,8 +119,10 @@ class InstanceService:
                 row = db.MountState(filesystem_id=fs.id, instance_id=instance_id, state=body.state)
                 session.add(row)
             row.state, row.detail, row.updated_at = body.state, body.detail, db.now()
+            return fs.status == "deleting"
 
-        run(self.sessions, record)
+        if run(self.sessions, record) and body.state == "unmounted":
+            self.kick()  # its delete may run now, not at the worker's next poll
 
     # -- the cloud's instance lifecycle (nova_listener.InstanceLifecycle) -------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
@@ -9,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence, Set
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import db
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5  # a create that a crash interrupted this often is given up (status error)
 PENDING = ("creating", "deleting")
+# A delete waits for an instance's unmount only while its agent shows signs of life: a long-poll
+# (last_seen, written up to a minute late, and a poll is held up to a minute or two) or a report.
+AGENT_GONE_AFTER = dt.timedelta(minutes=3)
+DELETE_WAIT = 600.0  # the longest a delete waits for the unmounts (serve --delete-wait)
 
 
 @dataclass
@@ -50,7 +55,8 @@ class Worker:
     of that backend has the name), then makes it again."""
 
     def __init__(self, sessions: sessionmaker, backends: Backends, access: Access, locks: Locks,
-                 changed: Callable[[], None], reconcile_every: float = 300.0, threads: int = 2) -> None:  # fmt: skip
+                 changed: Callable[[], None], reconcile_every: float = 300.0, threads: int = 2,
+                 delete_wait: float = DELETE_WAIT) -> None:  # fmt: skip
         self.sessions = sessions
         self.backends = backends
         self.access = access
@@ -58,6 +64,7 @@ class Worker:
         self.changed = changed
         self.reconcile_every = reconcile_every
         self.threads = threads
+        self.delete_wait = dt.timedelta(seconds=delete_wait)
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self._threads: List[threading.Thread] = []
@@ -98,9 +105,30 @@ class Worker:
     # -- jobs ------------------------------------------------------------------------------
 
     def pending(self) -> List[int]:
+        """The jobs that can run now, in one query: every create, and every delete no instance
+        holds up any more (invariant 14). A delete waits while an instance has reported a state
+        other than `unmounted` for it, unless its agent has shown no sign of life for
+        AGENT_GONE_AFTER, or the state is an `error` from before the DELETE (a refused or failed
+        mount: nothing to let go of; an agent that held a mount reports again as it lets go), or
+        `delete_wait` has passed since the DELETE (a row made `deleting` before that column
+        existed has no deleting_since and waits no more)."""
+        now = db.now()
+        alive = now - AGENT_GONE_AFTER
+        holds_on = exists().where(
+            db.MountState.filesystem_id == db.Filesystem.id,
+            db.MountState.state != "unmounted",
+            ~and_(db.MountState.state == "error", db.MountState.updated_at < db.Filesystem.deleting_since),
+            db.Instance.id == db.MountState.instance_id,
+            or_(db.Instance.last_seen >= alive, db.MountState.updated_at >= alive),
+        )
+        ready = or_(
+            db.Filesystem.status == "creating",
+            and_(db.Filesystem.status == "deleting",
+                 or_(db.Filesystem.deleting_since.is_(None), db.Filesystem.deleting_since < now - self.delete_wait,
+                     ~holds_on)),
+        )  # fmt: skip
         with self.sessions() as session:
-            return list(session.scalars(
-                select(db.Filesystem.id).where(db.Filesystem.status.in_(PENDING)).order_by(db.Filesystem.id)))  # fmt: skip
+            return list(session.scalars(select(db.Filesystem.id).where(ready).order_by(db.Filesystem.id)))
 
     def run_pending(self) -> int:
         """Every job no other worker holds, once; the number done."""
@@ -114,7 +142,8 @@ class Worker:
         return done
 
     def drain(self, timeout: float = 300.0) -> None:
-        """Until no job is pending (the CLI's reconcile; tests)."""
+        """Until no job can run (the CLI's reconcile; tests). A delete still waiting for instances
+        to unmount is left as it is: a server's worker, or a later reconcile, carries it out."""
         deadline = time.monotonic() + timeout
         while self.pending():
             if time.monotonic() > deadline:

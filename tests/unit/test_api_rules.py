@@ -309,6 +309,88 @@ def test_a_failed_delete_leaves_an_error_row(world):
         world.row("p1", "stuck")
 
 
+def report(world, instance: str, name: str, state: str, detail: str = "") -> None:
+    from sharedfs_api.schemas import StateIn
+
+    who = Principal("instance", "p1", instance)
+    world.services.instances.report_state(who, "p1", instance, name, StateIn(state=state, detail=detail))
+
+
+def backdate(world, name: str, table, column: str, by: dt.timedelta) -> None:
+    """As if that much time had passed since the column's value was written."""
+    with world.sessions() as session:
+        fs_id = session.query(db.Filesystem.id).filter_by(name=name).scalar()
+        key = {"id": fs_id} if table is db.Filesystem else {"filesystem_id": fs_id}
+        for row in session.query(table).filter_by(**key):
+            setattr(row, column, getattr(row, column) - by)
+        session.commit()
+
+
+def test_a_delete_waits_until_every_instance_that_reported_has_unmounted(world):
+    """Invariant 14: the storage is destroyed only once the instances that mounted it let go."""
+    world.create("p1", "home", scope="project")
+    report(world, "i1", "home", "mounted")
+    report(world, "i2", "home", "mounted")
+    world.delete("p1", "home", PROJ1)
+    assert ("delete", "home") not in world.fake.calls  # both still hold it
+    assert world.row("p1", "home")["status"] == "deleting"
+    snap = asyncio.run(AgentView(world.sessions, Hub()).snapshot())
+    assert [e["name"] for e in snap.by_project.get("p1", [])] == []  # out of every view: agents unmount
+    # The agents' reports are still taken, and the listing shows who the delete waits for.
+    report(world, "i1", "home", "unmounted")
+    world.drain()
+    listing = world.services.filesystems.fs_instances(PROJ1, "p1", "home")
+    listed = {i["id"]: (i["connected"], i["mount_state"]) for i in listing}
+    assert listed == {"i1": (True, "unmounted"), "i2": (True, "mounted")}
+    assert world.row("p1", "home")["status"] == "deleting"
+    report(world, "i2", "home", "busy", "in use")  # a busy unmount is still a hold
+    world.drain()
+    assert ("delete", "home") not in world.fake.calls
+    report(world, "i2", "home", "unmounted")
+    world.drain()
+    assert world.fake.calls[-1] == ("delete", "home")
+    with pytest.raises(NotFound):
+        world.row("p1", "home")
+
+
+def test_a_delete_waits_for_no_gone_agent_no_old_error_and_not_past_its_bound(world):
+    world.create("p1", "quiet", scope="project")
+    report(world, "i1", "quiet", "mounted")
+    backdate(world, "quiet", db.MountState, "updated_at", dt.timedelta(minutes=4))  # last heard of then
+    report(world, "i2", "quiet", "error", "refused: outside the allowed roots")  # it never mounted
+    world.delete("p1", "quiet")
+    assert world.fake.calls[-1] == ("delete", "quiet")  # i2's error is from before the DELETE
+
+    world.create("p1", "held", scope="project")
+    report(world, "i1", "held", "mounted")
+    world.delete("p1", "held")
+    assert ("delete", "held") not in world.fake.calls
+    backdate(world, "held", db.Filesystem, "deleting_since", dt.timedelta(minutes=11))  # past --delete-wait
+    backdate(world, "held", db.MountState, "updated_at", dt.timedelta(minutes=1))  # its agent still alive
+    world.drain()
+    assert world.fake.calls[-1] == ("delete", "held")
+
+    world.create("p1", "late", scope="project")  # an instance that never reported holds nothing
+    world.delete("p1", "late")
+    assert world.fake.calls[-1] == ("delete", "late")
+
+
+def test_a_waiting_delete_is_taken_up_again_by_a_restarted_server(world):
+    """kill -9 while a delete waits: the row (deleting, deleting_since) is all the state there is."""
+    world.create("p1", "kept", scope="project")
+    report(world, "i1", "kept", "mounted")
+    world.delete("p1", "kept")
+    assert world.services.worker.run_pending() == 0  # waiting costs one query, no job run
+    restarted = make_services(db.make_sessions(db.make_engine(world.url)), world.backends, lambda: None)
+    restarted.worker.drain(timeout=10)
+    assert world.row("p1", "kept")["status"] == "deleting"
+    report(world, "i1", "kept", "unmounted")
+    restarted.worker.drain(timeout=10)
+    assert world.fake.calls[-1] == ("delete", "kept")
+    with pytest.raises(NotFound):
+        world.row("p1", "kept")
+
+
 def test_a_global_filesystem_is_deleted_only_by_an_admin_of_its_project(world):
     world.create("p1", "g", scope="global")
     with pytest.raises(Forbidden):

@@ -116,6 +116,36 @@ def test_the_filesystem_itself():
     assert not assess({**AVAILABLE, "status": "deleting"}, [], Goal("gone"), NOW).settled
 
 
+def test_gone_waits_for_every_instance_that_reported_to_let_go_then_for_the_404():
+    deleting = {**AVAILABLE, "status": "deleting"}
+    rows = [row("vm1", "mounted"), row("vm2", "unmounted"), row("vm3", "pending", updated_at=None),
+            row("vm4", "busy", detail="in use")]  # fmt: skip
+    progress = assess(deleting, rows, Goal("gone"), NOW)
+    assert not progress.settled
+    # vm3 never reported (it holds nothing); the server's worker waits for the others, then deletes.
+    assert [(w.who, w.state, w.detail, w.age) for w in progress.waiting] == [
+        ("vm1", "mounted", "", 100.0), ("vm4", "busy", "in use", 100.0), ("filesystem", "deleting", "", None)]  # fmt: skip
+    assert progress.states == (("vm1", "mounted"), ("vm2", "unmounted"), ("vm4", "busy"))
+    everyone_off = assess(deleting, [row("vm1", "unmounted"), row("vm2", "unmounted")], Goal("gone"), NOW)
+    assert [w.who for w in everyone_off.waiting] == ["filesystem"] and not everyone_off.settled
+    assert assess(None, [], Goal("gone"), NOW).ok  # settled only by the 404
+
+
+def test_gone_fails_naming_an_instance_whose_unmount_failed_but_not_an_old_error():
+    deleting = {**AVAILABLE, "status": "deleting"}
+    failed = row("vm1", "error", detail="umount: target is hung", updated_at="2023-11-14T22:14:50+00:00")
+    progress = assess(deleting, [failed], Goal("gone"), NOW, since=NOW - 20)
+    assert progress.settled and not progress.ok
+    assert [(w.who, w.detail, w.age) for w in progress.failed] == [("vm1", "umount: target is hung", 10.0)]
+    assert not assess(deleting, [failed, row("vm2", "mounted")], Goal("gone"), NOW, since=NOW - 20).settled
+    # An error from before the wait began (a mount refused long ago) was never a mount: not named.
+    old = assess(deleting, [row("vm1", "error", detail="refused: outside the allowed roots")], Goal("gone"), NOW,
+                 since=NOW - 20)  # fmt: skip
+    assert [w.who for w in old.waiting] == ["filesystem"] and not old.failed
+    broken = assess({**AVAILABLE, "status": "error", "status_detail": "delete failed: volume busy"}, [], Goal("gone"), NOW)
+    assert broken.settled and broken.failed[0].detail == "delete failed: volume busy"
+
+
 def test_one_instance_goals():
     goal = Goal("mounted", "vm2")
     assert assess(AVAILABLE, [row("vm1", "pending"), row("vm2", "mounted")], goal, NOW).ok
