@@ -163,11 +163,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.last_seen = LastSeen(sessions)
     app.state.dashboard_sessions = DashboardSessions(sessions)  # in the database: any process serves any session
     _error_handlers(app)
+    # The agents' long-poll first: routes are matched in order, and it is most of the requests.
+    app.include_router(agents.make_router(settings.max_wait))
     app.include_router(filesystems.router)
     app.include_router(instances.router)
     app.include_router(vendordata.router)
     app.include_router(dashboard.router)
-    app.include_router(agents.make_router(settings.max_wait))
     agent_index(app, settings.agent_wheels)
     _declare_errors(app)
     return app

@@ -104,20 +104,45 @@ class TokenCache:
         self._seen: Dict[str, Tuple[float, int, Optional[Principal], Optional[dt.datetime]]] = {}
 
     def resolve(self, token: Optional[str]) -> Principal:
+        """The token's principal: Unauthorized if missing, unknown or expired. May read the database."""
         if not token:
             raise Unauthorized("missing X-Auth-Token header")
         digest = hash_token(token)
+        hit = self._fresh(digest)
+        if hit is None:
+            hit = self._read(digest)
+        return self._judge(hit)
+
+    def cached(self, token: Optional[str]) -> Optional[Principal]:
+        """resolve() when the answer is remembered (no database: safe on the event loop); None when
+        it would have to read, so the caller goes to a thread. Errors are resolve()'s."""
+        if not token:
+            raise Unauthorized("missing X-Auth-Token header")
+        hit = self._fresh(hash_token(token))
+        return self._judge(hit) if hit is not None else None
+
+    def _fresh(self, digest: str) -> Optional[tuple]:
         hit = self._seen.get(digest)
-        generation = self.generation()
-        if hit is None or hit[0] < time.monotonic() or hit[1] != generation:
-            with self.sessions() as session:
-                row = session.get(db.Token, digest)
-            principal = Principal(row.role, row.project, row.instance_id) if row else None
-            if len(self._seen) > 100_000:
-                self._seen.clear()
-            hit = (time.monotonic() + self.ttl, generation, principal, row.expires_at if row else None)
-            if self.ttl:
-                self._seen[digest] = hit
+        if hit is None or hit[0] < time.monotonic() or hit[1] != self.generation():
+            return None
+        return hit
+
+    def _read(self, digest: str) -> tuple:
+        generation = self.generation()  # before the read: a change during it makes the answer stale
+        # Core, not the ORM: this runs for every long-poll an agent opens.
+        with self.sessions() as session:
+            row = session.execute(select(db.Token.role, db.Token.project, db.Token.instance_id, db.Token.expires_at)
+                                  .where(db.Token.sha256 == digest)).first()  # fmt: skip
+        principal = Principal(row.role, row.project, row.instance_id) if row else None
+        if len(self._seen) > 100_000:
+            self._seen.clear()
+        hit = (time.monotonic() + self.ttl, generation, principal, row.expires_at if row else None)
+        if self.ttl:
+            self._seen[digest] = hit
+        return hit
+
+    @staticmethod
+    def _judge(hit: tuple) -> Principal:
         if hit[2] is None:
             raise Unauthorized("unknown X-Auth-Token")
         if hit[3] is not None and _aware(hit[3]) <= db.now():

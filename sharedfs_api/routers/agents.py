@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import Principal
-from ..deps import INSTANCE, NAME, TENANT, agent_view, caller, hub, instances, last_seen, principal
+from ..deps import INSTANCE, NAME, TENANT, agent_view, cached_caller, caller, hub, instances, last_seen, principal
 from ..errors import NotFound
 from ..schemas import StateIn
 from ..scope import connection_lost
@@ -74,8 +74,9 @@ def make_router(max_wait: int) -> APIRouter:
         if_none_match: Optional[str] = Header(default=None),
         x_auth_token: Optional[str] = Header(default=None),
     ):
-        # The token is resolved here, after the parameters are validated, as for every other route.
-        who = await run_in_threadpool(caller, request, x_auth_token)
+        # The token is resolved here, after the parameters are validated, as for every other route;
+        # on the loop when its answer is remembered (a thread hop costs more than the lookup).
+        who = cached_caller(request, x_auth_token) or await run_in_threadpool(caller, request, x_auth_token)
         who.require_instance(tenant, instance_id)
         last_seen(request).saw(instance_id)  # in memory; written once a minute (services/last_seen.py)
         view, changes = agent_view(request), hub(request)
