@@ -2,7 +2,8 @@
 
 Run: .venv/bin/python bench/fanout.py [N ...]                   (default: 1000 5000 20000)
      .venv/bin/python bench/fanout.py --outage SECONDS [N ...]  the return after an outage
-     options: --servers K (default 2), --sqlite (one process on SQLite, the old set-up)
+     options: --servers K (default 2), --sqlite (one process on SQLite, the old set-up),
+              --max-busy N / --max-lag S: the servers' shedding (default 64 and 0: lag shedding off)
 
 For each N: a fresh PostgreSQL (devtools/postgres.py) with N registered instances of one project,
 each with its own instance token, and K `sharedfs-api serve` processes on loopback on that
@@ -184,14 +185,14 @@ def client_main(ports: list, first: int, tokens_file: str) -> None:
 class Fleet:
     """K servers on one database, N agents in client processes; everything stopped by pid."""
 
-    def __init__(self, base: Path, n: int, servers: int, sqlite: bool) -> None:
+    def __init__(self, base: Path, n: int, servers: int, sqlite: bool, shedding: tuple = ("--max-lag", "0")) -> None:
         self.base, self.n = base / f"n{n}", n
         self.base.mkdir()
         self.postgres = None if sqlite else Postgres(self.base / "pg").start()
         self.url = f"sqlite:///{self.base / 'api.db'}" if sqlite else self.postgres.create_database("sharedfs")
         tokens = seed(self.url, n)
         # Enough connections for this server's share of the fleet, plus the rest of the world.
-        args = ["--max-connections", str(n // servers + 1000), "--log-level", "warning"]
+        args = ["--max-connections", str(n // servers + 1000), "--log-level", "warning", *shedding]
         self.servers = [ApiServer(self.base / f"api{k}", db_url=self.url, extra_args=args) for k in range(servers)]
         self.start_servers()
         self.admin = self.servers[0].token("admin")
@@ -355,12 +356,16 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=2)
     parser.add_argument("--sqlite", action="store_true", help="one server process on SQLite")
     parser.add_argument("--outage", type=float, metavar="SECONDS")
+    parser.add_argument("--max-busy", type=int, default=64, help="the servers' --max-busy (default: theirs, 64)")
+    parser.add_argument("--max-lag", type=float, default=0.0,
+                        help="the servers' --max-lag (default 0: off, as in the test suite; theirs is 0.5)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # `timeout`: the finally blocks stop what was started
     servers = 1 if args.sqlite else args.servers
     where = "SQLite, one process" if args.sqlite else f"PostgreSQL, {servers} processes"
     base = Path(tempfile.mkdtemp(prefix="sharedfs-fanout-"))
     os.chmod(base, 0o755)  # PostgreSQL runs as its own user under it
+    where += f"; --max-busy {args.max_busy} --max-lag {args.max_lag:g}"
     if args.outage is None:
         print(f"fanout: N long-polling agents, one project-scope filesystem created ({where})")
     else:
@@ -368,7 +373,8 @@ def main() -> None:
               f"down {args.outage:.0f} s, a project-scope create meanwhile, back ({where})")  # fmt: skip
     try:
         for n in args.sizes:
-            fleet = Fleet(base, n, servers, args.sqlite)
+            shedding = ("--max-busy", str(args.max_busy), "--max-lag", str(args.max_lag))
+            fleet = Fleet(base, n, servers, args.sqlite, shedding)
             try:
                 r = run(fleet) if args.outage is None else run_outage(fleet, args.outage)
             finally:
