@@ -47,7 +47,7 @@ class Settings:
     reconcile_every: float = 300.0  # seconds between reconciles of drivers against rows (also at start)
     delete_wait: float = 600.0  # the longest a delete waits for its instances to unmount before the driver deletes
     max_busy: int = 64  # requests at work at once; more are answered 503 + Retry-After (shed.py); 0: no bound
-    max_lag: float = 0.5  # seconds the event loop may run late before new requests are shed too; 0: no bound
+    max_lag: float = 0.0  # seconds the event loop may run late before new requests are shed too; 0: off (the default)
 
 
 class BodyLimit:
@@ -164,11 +164,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.last_seen = LastSeen(sessions)
     app.state.dashboard_sessions = DashboardSessions(sessions)  # in the database: any process serves any session
     _error_handlers(app)
+    # The agents' long-poll first: routes are matched in order, and it is most of the requests.
+    app.include_router(agents.make_router(settings.max_wait))
     app.include_router(filesystems.router)
     app.include_router(instances.router)
     app.include_router(vendordata.router)
     app.include_router(dashboard.router)
-    app.include_router(agents.make_router(settings.max_wait))
     agent_index(app, settings.agent_wheels)
     _declare_errors(app)
     return app

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
@@ -14,6 +16,8 @@ from sqlalchemy.orm import sessionmaker
 
 from . import db
 from .errors import Forbidden, Unauthorized
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Principal", "new_token", "hash_token", "store_token", "list_tokens", "revoke_token", "TokenCache", "ROLES"]
 
@@ -95,29 +99,89 @@ class TokenCache:
     """Resolves X-Auth-Token values. An answer is remembered only while `generation()` is what it
     was when read (every change, a revocation too, bumps it, in every process on PostgreSQL), and
     `ttl` at most, so a long-poll storm is not a storm of database reads and a revoked token is
-    refused at once. Without a generation (SQLite: no cross-process wake-up), nothing is remembered."""
+    refused at once. Without a generation (SQLite: no cross-process wake-up), nothing is remembered.
 
-    def __init__(self, sessions: sessionmaker, ttl: float = 30.0, generation: Optional[Callable[[], int]] = None) -> None:
+    A miss after a change (or a start) reads every token at once, not the one asked for: the
+    fleet's polls come back together after each change and after an outage, and 20,000 agents
+    would otherwise be 20,000 queries through the thread pool where one query of 20,000 rows
+    serves them all. A token missing from that read (made since) is read on its own. Above
+    `bulk_max` tokens, each is read on its own."""
+
+    def __init__(self, sessions: sessionmaker, ttl: float = 30.0, generation: Optional[Callable[[], int]] = None,
+                 bulk_max: int = 200_000) -> None:  # fmt: skip
         self.sessions = sessions
         self.ttl = ttl if generation is not None else 0.0
         self.generation = generation or (lambda: 0)
+        self.bulk_max = bulk_max if generation is not None else 0
         self._seen: Dict[str, Tuple[float, int, Optional[Principal], Optional[dt.datetime]]] = {}
+        self._bulk_lock = threading.Lock()  # one bulk read at a time; the other threads wait for it
+        self._bulk: Tuple[float, int] = (0.0, -1)  # (good until, generation) of the last bulk read
 
     def resolve(self, token: Optional[str]) -> Principal:
+        """The token's principal: Unauthorized if missing, unknown or expired. May read the database."""
         if not token:
             raise Unauthorized("missing X-Auth-Token header")
         digest = hash_token(token)
+        hit = self._fresh(digest)
+        if hit is None:
+            hit = self._read(digest)
+        return self._judge(hit)
+
+    def cached(self, token: Optional[str]) -> Optional[Principal]:
+        """resolve() when the answer is remembered (no database: safe on the event loop); None when
+        it would have to read, so the caller goes to a thread. Errors are resolve()'s."""
+        if not token:
+            raise Unauthorized("missing X-Auth-Token header")
+        hit = self._fresh(hash_token(token))
+        return self._judge(hit) if hit is not None else None
+
+    def _fresh(self, digest: str) -> Optional[tuple]:
         hit = self._seen.get(digest)
+        if hit is None or hit[0] < time.monotonic() or hit[1] != self.generation():
+            return None
+        return hit
+
+    def _read(self, digest: str) -> tuple:
+        if self.bulk_max and self._bulk_stale():
+            with self._bulk_lock:
+                if self._bulk_stale():  # not read meanwhile by the thread we waited for
+                    self._read_all()
+            hit = self._fresh(digest)
+            if hit is not None:
+                return hit
+        generation = self.generation()  # before the read: a change during it makes the answer stale
+        # Core, not the ORM: this runs for every long-poll an agent opens.
+        with self.sessions() as session:
+            row = session.execute(select(db.Token.role, db.Token.project, db.Token.instance_id, db.Token.expires_at)
+                                  .where(db.Token.sha256 == digest)).first()  # fmt: skip
+        principal = Principal(row.role, row.project, row.instance_id) if row else None
+        if len(self._seen) > self.bulk_max + 100_000:
+            self._seen.clear()
+        hit = (time.monotonic() + self.ttl, generation, principal, row.expires_at if row else None)
+        if self.ttl:
+            self._seen[digest] = hit
+        return hit
+
+    def _bulk_stale(self) -> bool:
+        until, generation = self._bulk
+        return generation != self.generation() or until < time.monotonic()
+
+    def _read_all(self) -> None:
         generation = self.generation()
-        if hit is None or hit[0] < time.monotonic() or hit[1] != generation:
-            with self.sessions() as session:
-                row = session.get(db.Token, digest)
-            principal = Principal(row.role, row.project, row.instance_id) if row else None
-            if len(self._seen) > 100_000:
-                self._seen.clear()
-            hit = (time.monotonic() + self.ttl, generation, principal, row.expires_at if row else None)
-            if self.ttl:
-                self._seen[digest] = hit
+        with self.sessions() as session:
+            rows = session.execute(select(db.Token.sha256, db.Token.role, db.Token.project, db.Token.instance_id,
+                                          db.Token.expires_at).limit(self.bulk_max + 1)).all()  # fmt: skip
+        if len(rows) > self.bulk_max:
+            log.warning("more than %d tokens: each is read on its own from now on", self.bulk_max)
+            self.bulk_max = 0
+            return
+        until = time.monotonic() + self.ttl
+        self._seen = {row.sha256: (until, generation, Principal(row.role, row.project, row.instance_id), row.expires_at)
+                      for row in rows}  # fmt: skip
+        self._bulk = (until, generation)
+
+    @staticmethod
+    def _judge(hit: tuple) -> Principal:
         if hit[2] is None:
             raise Unauthorized("unknown X-Auth-Token")
         if hit[3] is not None and _aware(hit[3]) <= db.now():

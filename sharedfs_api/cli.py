@@ -327,9 +327,9 @@ def _serve_parser(sub) -> None:
     serve.add_argument("--max-busy", type=int, default=64, metavar="N",
                        help="requests at work at once (held long-polls do not count); more are answered 503 with "
                             "Retry-After 1-4 s at once (default 64; 0: no bound)")  # fmt: skip
-    serve.add_argument("--max-lag", type=float, default=0.5, metavar="S",
+    serve.add_argument("--max-lag", type=float, default=0.0, metavar="S",
                        help="while the event loop runs more than S seconds late, new requests are answered 503 "
-                            "with Retry-After too (default 0.5; 0: no bound)")  # fmt: skip
+                            "with Retry-After too (default 0: off; measured, it slowed a fleet's return)")  # fmt: skip
     serve.add_argument("--request-timeout", type=float, default=10.0,
                        help="seconds for a whole request to arrive, and for an idle connection to send one (default 10)")  # fmt: skip
     serve.add_argument(

@@ -11,6 +11,8 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .scope import CONNECTION_LOST
+
 __all__ = ["Limits", "serve", "raise_fd_limit"]
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ def _protocol(limits: Limits) -> type:
 
     class Protocol(HttpToolsProtocol):
         request_deadline: Optional[asyncio.TimerHandle] = None
+        lost: Optional[asyncio.Future] = None  # made only when a handler asks (scope.connection_lost)
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
@@ -81,6 +84,15 @@ def _protocol(limits: Limits) -> type:
             if not self.transport.is_closing():
                 self.transport.close()
 
+        def on_headers_complete(self) -> None:
+            self.scope[CONNECTION_LOST] = self._lost_future  # the scope uvicorn hands to the app next
+            super().on_headers_complete()
+
+        def _lost_future(self) -> asyncio.Future:
+            if self.lost is None:
+                self.lost = self.loop.create_future()
+            return self.lost
+
         def on_message_complete(self) -> None:
             self._disarm()  # the request is in: from here the handler decides how long it takes
             super().on_message_complete()
@@ -92,6 +104,8 @@ def _protocol(limits: Limits) -> type:
 
         def connection_lost(self, exc) -> None:
             self._disarm()
+            if self.lost is not None and not self.lost.done():
+                self.lost.set_result(None)
             super().connection_lost(exc)
 
     return Protocol

@@ -9,7 +9,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import AbstractSet, Dict, List, Optional, Tuple
+from typing import AbstractSet, Callable, Dict, List, Optional, Tuple
 
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine, make_url
@@ -37,6 +37,7 @@ class Hub:
         self.closing = False
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.next_change: Optional[asyncio.Future] = None  # resolved at the next change (or close)
+        self.listeners: List[Callable[[], None]] = []  # called on the loop at each change (or close)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -60,6 +61,8 @@ class Hub:
         # 10,000 tasks stepped and cancelled.
         done, self.next_change = self.next_change, self.loop.create_future()
         done.set_result(None)
+        for listener in self.listeners:
+            listener()
 
 
 @dataclass
@@ -117,9 +120,19 @@ def _load(sessions: sessionmaker, generation: int, identity_backends: AbstractSe
     return Snapshot(generation, time.monotonic(), instances, global_fs, by_project, by_instance)
 
 
+def _log_failure(load: asyncio.Future) -> None:
+    if not load.cancelled() and load.exception() is not None:
+        log.warning("loading the agents' view failed (%s); the next change or request loads again", load.exception())
+
+
 class AgentView:
     """Computes an instance's effective set from an in-memory snapshot, reloaded once per change,
-    so thousands of long-polls woken together cost one database read, not thousands."""
+    so thousands of long-polls woken together cost one database read, not thousands.
+
+    A held long-poll waits on next_load(), not on the hub: at a change each process loads the new
+    snapshot at once (one load, while the waiters sleep), then wakes them, so each waiter wakes
+    once with its answer at hand instead of waking, queueing on the load and waking again (the
+    fan-out's cost is per waiter: bench/fanout.py)."""
 
     def __init__(self, sessions: sessionmaker, hub: Hub, max_age: float = 5.0,
                  identity_backends: AbstractSet[str] = frozenset()) -> None:  # fmt: skip
@@ -129,6 +142,15 @@ class AgentView:
         self.max_age = max_age  # also catches changes made by a process that cannot notify (CLI + SQLite)
         self._snapshot: Optional[Snapshot] = None
         self._loading: Optional[asyncio.Future] = None  # the load under way
+        self._published: Optional[asyncio.Future] = None  # resolved when the next snapshot is loaded
+        hub.listeners.append(self._changed)
+
+    def next_load(self) -> asyncio.Future:
+        """Resolved when the next snapshot is loaded (or the server closes). Taken before reading a
+        snapshot, it misses no change: one made after the read loads a new one and resolves it."""
+        if self._published is None:
+            self._published = asyncio.get_running_loop().create_future()
+        return self._published
 
     async def snapshot(self) -> Snapshot:
         """A snapshot that has every change made before the call; at most one load at a time,
@@ -143,17 +165,37 @@ class AgentView:
                 and (waited or time.monotonic() - snap.loaded_at <= self.max_age)
             ):
                 return snap
-            if self._loading is None:
-                self._loading = asyncio.ensure_future(self._load())
-            await asyncio.shield(self._loading)  # a caller that leaves does not cancel the others' load
+            await asyncio.shield(self._load_soon())  # a caller that leaves does not cancel the others' load
             waited = True  # a load that ended after the call began: new enough, however long it took
+
+    def _changed(self) -> None:
+        """On the loop, at a change (or the hub's close): load now, for the waiters."""
+        if self.hub.closing:
+            self._publish()  # shutdown: every waiter answers now with what it has
+        else:
+            self._load_soon().add_done_callback(_log_failure)
+
+    def _load_soon(self) -> asyncio.Future:
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._load())
+        return self._loading
 
     async def _load(self) -> None:
         try:
             generation = self.hub.generation  # read first: a change during the load loads again
+            before = self._snapshot.generation if self._snapshot is not None else None
             self._snapshot = await run_in_threadpool(_load, self.sessions, generation, self.identity_backends)
         finally:
             self._loading = None
+        if generation != before:
+            self._publish()  # not for a reload by age alone: that would wake every waiter for nothing
+        if self.hub.generation != generation:
+            self._load_soon().add_done_callback(_log_failure)  # changed during the load: the waiters get that one too
+
+    def _publish(self) -> None:
+        done, self._published = self._published, None
+        if done is not None and not done.done():
+            done.set_result(None)
 
     @staticmethod
     def document(snap: Snapshot, instance_id: str, secrets: bool = True) -> Tuple[bytes, str]:

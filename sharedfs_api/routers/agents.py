@@ -12,9 +12,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import Principal
-from ..deps import INSTANCE, NAME, TENANT, agent_view, caller, hub, instances, last_seen, principal
+from ..deps import INSTANCE, NAME, TENANT, agent_view, cached_caller, caller, hub, instances, last_seen, principal
 from ..errors import NotFound
 from ..schemas import StateIn
+from ..scope import connection_lost
 from ..services import InstanceService
 from ..shed import holding
 
@@ -25,6 +26,27 @@ async def _disconnected(request: Request) -> None:
     """Returns when the client has gone (a GET's body is empty, so the next message is the disconnect)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+async def _first(*futures: asyncio.Future, timeout: float) -> None:
+    """Returns when one of the futures is done or timeout seconds pass; cancels none of them
+    (the view's future is shared by every waiter). asyncio.wait, without its task and sets:
+    the fan-out pays this once per held poll."""
+    waiter = asyncio.get_running_loop().create_future()
+
+    def wake(_=None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    for future in futures:
+        future.add_done_callback(wake)
+    timer = asyncio.get_running_loop().call_later(timeout, wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        for future in futures:
+            future.remove_done_callback(wake)
 
 
 def _shutting_down() -> Response:
@@ -52,17 +74,19 @@ def make_router(max_wait: int) -> APIRouter:
         if_none_match: Optional[str] = Header(default=None),
         x_auth_token: Optional[str] = Header(default=None),
     ):
-        # The token is resolved here, after the parameters are validated, as for every other route.
-        who = await run_in_threadpool(caller, request, x_auth_token)
+        # The token is resolved here, after the parameters are validated, as for every other route;
+        # on the loop when its answer is remembered (a thread hop costs more than the lookup).
+        who = cached_caller(request, x_auth_token) or await run_in_threadpool(caller, request, x_auth_token)
         who.require_instance(tenant, instance_id)
         last_seen(request).saw(instance_id)  # in memory; written once a minute (services/last_seen.py)
         view, changes = agent_view(request), hub(request)
         deadline = time.monotonic() + min(wait, max_wait)
-        gone: Optional[asyncio.Future] = None  # a client that leaves frees its handler at once
+        loaded = view.next_load()  # taken before the snapshot: a change after this resolves it
+        snap = await view.snapshot()
+        lost: Optional[asyncio.Future] = None  # a client that leaves frees its handler at once
+        reader: Optional[asyncio.Future] = None  # reads the request's end when the server offers no `lost`
         try:
             while True:
-                change = changes.next_change  # taken before the snapshot: a change after this wakes us
-                snap = await view.snapshot()
                 if snap.instances.get(instance_id) != tenant:
                     raise NotFound(f"instance {instance_id!r} is not registered in project {tenant!r}")
                 body, etag = view.document(snap, instance_id, secrets=who.role == "instance")
@@ -72,14 +96,18 @@ def make_router(max_wait: int) -> APIRouter:
                 if changes.closing:
                     return _shutting_down()
                 holding(request.scope)  # from here this request waits: it is not counted as work (shed.py)
-                gone = gone or asyncio.ensure_future(_disconnected(request))
-                # The hub's future is shared by every waiter: never cancelled here.
-                await asyncio.wait((change, gone), timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-                if gone.done():
+                if lost is None:
+                    lost = connection_lost(request.scope)
+                    if lost is None:
+                        lost = reader = asyncio.ensure_future(_disconnected(request))
+                await _first(loaded, lost, timeout=remaining)
+                if lost.done():
                     return _shutting_down()  # nobody reads it: uvicorn drops what is sent to a closed connection
+                loaded = view.next_load()
+                snap = await view.snapshot()  # the one just loaded (a change during its load loads again)
         finally:
-            if gone is not None:
-                gone.cancel()
+            if reader is not None:
+                reader.cancel()
         headers = {"ETag": etag, "Cache-Control": "no-store"}
         if if_none_match == etag:
             return Response(status_code=304, headers=headers)

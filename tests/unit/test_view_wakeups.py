@@ -1,0 +1,108 @@
+"""The agents' view wakes its held long-polls once per change, with the new snapshot already loaded, and never for a reload by age."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sharedfs_api import db
+from sharedfs_api.view import AgentView, Hub
+
+
+@pytest.fixture
+def sessions(tmp_path):
+    url = f"sqlite:///{tmp_path / 'api.db'}"
+    db.upgrade(url)
+    sessions = db.make_sessions(db.make_engine(url))
+    with sessions() as session:
+        session.add(db.Instance(id="i1", project="p1", addresses_json="[]"))
+        session.commit()
+    return sessions
+
+
+def add_filesystem(sessions, name: str) -> None:
+    with sessions() as session:
+        session.add(db.Filesystem(project="p1", name=name, size="1Gb", size_bytes=1 << 30, scope="project",
+                                  export=f"gl1:/{name}", fs_type="glusterfs", mount_point=f"/mnt/{name}", driver="static", status="available"))  # fmt: skip
+        session.commit()
+
+
+class CountingView(AgentView):
+    loads = 0
+
+    async def _load(self) -> None:
+        self.loads += 1
+        await super()._load()
+
+
+def test_a_change_loads_once_then_wakes_every_waiter_with_it_loaded(sessions):
+    async def scenario():
+        hub = Hub()
+        hub.bind(asyncio.get_running_loop())
+        view = CountingView(sessions, hub)
+        await view.snapshot()  # the first load
+        waiters = []
+        for _ in range(100):
+            waiters.append(view.next_load())
+            await view.snapshot()
+        assert view.loads == 1 and len(set(map(id, waiters))) == 1  # one future shared by all
+
+        woken_with = []
+        waiters[0].add_done_callback(lambda _: woken_with.append(view._snapshot.generation))
+        add_filesystem(sessions, "new")
+        hub.changed()
+        await asyncio.wait_for(waiters[0], 5)
+        assert view.loads == 2  # one load for the hundred
+        assert woken_with == [hub.generation]  # loaded before anyone woke
+        snap = await view.snapshot()  # what a woken waiter reads: no further load
+        assert view.loads == 2 and [e["name"] for e in snap.by_project["p1"]] == ["new"]
+
+    asyncio.run(scenario())
+
+
+def test_a_reload_by_age_wakes_nobody(sessions):
+    async def scenario():
+        hub = Hub()
+        hub.bind(asyncio.get_running_loop())
+        view = CountingView(sessions, hub, max_age=0.0)
+        await view.snapshot()
+        waiting = view.next_load()
+        await asyncio.sleep(0.01)
+        await view.snapshot()  # older than max_age: loaded again, same generation
+        assert view.loads == 2 and not waiting.done()
+        hub.close()  # shutdown: every waiter answers now
+        await asyncio.sleep(0)
+        assert waiting.done()
+
+    asyncio.run(scenario())
+
+
+def test_a_change_during_a_load_is_loaded_and_published_too(sessions, monkeypatch):
+    from sharedfs_api import view as view_module
+
+    hub = Hub()
+    real_load, changes_during = view_module._load, []
+
+    def load_with_a_change_in_it(*args):
+        if changes_during:
+            add_filesystem(sessions, changes_during.pop())
+            hub.changed()  # from the load's thread, as a request's commit would
+        return real_load(*args)
+
+    monkeypatch.setattr(view_module, "_load", load_with_a_change_in_it)
+
+    async def scenario():
+        hub.bind(asyncio.get_running_loop())
+        view = CountingView(sessions, hub)
+        await view.snapshot()
+        first = view.next_load()
+        changes_during.append("late")
+        hub.changed()
+        await asyncio.wait_for(first, 5)
+        second = view.next_load()
+        await asyncio.wait_for(second, 5)  # the change made during the first load
+        assert view.loads == 3 and view._snapshot.generation == hub.generation == 2
+        assert [e["name"] for e in view._snapshot.by_project["p1"]] == ["late"]
+
+    asyncio.run(scenario())
