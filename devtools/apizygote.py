@@ -57,6 +57,9 @@ def _child(argv: List[str], log: str) -> None:
 
 
 def _serve() -> None:
+    # The module path of `python -m sharedfs_api` (the working directory first), not this script's
+    # directory, whose file names (cache, metadata, postgres …) could shadow other modules.
+    sys.path[0] = os.getcwd()
     # Everything `serve` imports, imported once here (nothing is created: no app, no engine, no thread).
     import sharedfs_api.app  # noqa: F401
     import sharedfs_api.cli  # noqa: F401
