@@ -17,6 +17,7 @@ import requests
 from sqlalchemy import select
 
 from devtools.apiserver import ApiServer
+from devtools.apizygote import Zygote
 from sharedfs_api import db
 from sharedfs_api.representations import agent_document, agent_entry
 from sharedfs_api.services.access import Access
@@ -181,10 +182,22 @@ def test_load_mixed_writes_then_everything_agrees(database, request, glusterd, w
             server.stop()
 
 
-def test_kill_9_during_creates_deletes_and_connects_then_one_reconcile_repairs(glusterd, workdir):
+def schedstat(pid: int):
+    """A process's seconds on a CPU and waiting on a run queue, so far (/proc/PID/schedstat)."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        on_cpu, waiting, _ = (int(n) for n in f.read().split())
+    return on_cpu / 1e9, waiting / 1e9
+
+
+def test_kill_9_during_creates_deletes_and_connects_then_one_reconcile_repairs(request, glusterd, workdir):
     base = workdir / "kill9"
     bricks = base / "bricks"
-    server = ApiServer(base, driver="glusterfs", driver_opts=glusterd.driver_options(bricks, quota=False))
+    # Every start (41) forks from a process that has imported the server once (devtools/apizygote.py):
+    # a new process all the same, from argument parsing on, that skips a second of imports.
+    zygote = Zygote()
+    request.addfinalizer(zygote.close)
+    server = ApiServer(base, driver="glusterfs", driver_opts=glusterd.driver_options(bricks, quota=False),
+                       zygote=zygote)  # fmt: skip
     server.start()
     admin = prepare(server)
     # One volume the churn never touches: it lives through every kill, so the final check compares
@@ -214,6 +227,7 @@ def test_kill_9_during_creates_deletes_and_connects_then_one_reconcile_repairs(g
 
     churners = [threading.Thread(target=churn, args=(n,)) for n in range(6)]
     [t.start() for t in churners]
+    restarts = []  # per restart: seconds until it answered, and the server's CPU and run-queue seconds by then
     try:
         for _ in range(KILLS):
             time.sleep(rng.uniform(0.2, 1.5))
@@ -221,7 +235,9 @@ def test_kill_9_during_creates_deletes_and_connects_then_one_reconcile_repairs(g
             server.proc.wait()
             server.log.close()
             server.proc = None
+            begun = time.monotonic()
             server.start()
+            restarts.append((time.monotonic() - begun, *schedstat(server.proc.pid)))
     finally:
         stop_flag.set()
         [t.join() for t in churners]
@@ -231,6 +247,9 @@ def test_kill_9_during_creates_deletes_and_connects_then_one_reconcile_repairs(g
     out = server.cli("reconcile", "--driver", "glusterfs",
                      *[f"--driver-opt={k}={v}" for k, v in glusterd.driver_options(bricks, quota=False).items()])  # fmt: skip
     print("\nkill -9 x", KILLS, "then reconcile:", json.dumps(out.splitlines()[-3:]))
+    wall, cpu, queued = (statistics.median(column) for column in zip(*restarts))
+    print(f"restart until answering: median {wall:.2f}s (server CPU {cpu:.2f}s, waiting for a core {queued:.2f}s), "
+          f"longest {max(r[0] for r in restarts):.2f}s")  # fmt: skip
     server.start()
     try:
         assert check_agreement(server.db_url, server, admin, glusterd, bricks) > 0, "no volume lived through"
