@@ -46,7 +46,7 @@ class Settings:
     ca_pem: Optional[str] = None  # the CA instances should trust for it
     reconcile_every: float = 300.0  # seconds between reconciles of drivers against rows (also at start)
     delete_wait: float = 600.0  # the longest a delete waits for its instances to unmount before the driver deletes
-    max_busy: int = 64  # requests at work at once; more are answered 503 + Retry-After (shed.py); 0: no bound
+    max_busy: int = 256  # requests at work at once; more are answered 503 + Retry-After (shed.py); 0: no bound
     max_lag: float = 0.0  # seconds the event loop may run late before new requests are shed too; 0: off (the default)
 
 

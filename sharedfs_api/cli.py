@@ -324,9 +324,9 @@ def _serve_parser(sub) -> None:
     serve.add_argument("--max-connections", type=int, default=4096,
                        help="connections held at once, long-polls included; more are refused with 503 "
                             "(default 4096; the file descriptor limit is raised to fit)")  # fmt: skip
-    serve.add_argument("--max-busy", type=int, default=64, metavar="N",
+    serve.add_argument("--max-busy", type=int, default=256, metavar="N",
                        help="requests at work at once (held long-polls do not count); more are answered 503 with "
-                            "Retry-After 1-4 s at once (default 64; 0: no bound)")  # fmt: skip
+                            "Retry-After 1-4 s at once (default 256; 0: no bound)")  # fmt: skip
     serve.add_argument("--max-lag", type=float, default=0.0, metavar="S",
                        help="while the event loop runs more than S seconds late, new requests are answered 503 "
                             "with Retry-After too (default 0: off; measured, it slowed a fleet's return)")  # fmt: skip
