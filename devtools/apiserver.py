@@ -20,8 +20,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_template = None  # the test session's devtools.apizygote.Zygote, made at the first forked start
+
+
+def _shared_template():
+    global _template
+    if _template is None or _template.proc.poll() is not None:
+        import atexit
+
+        from devtools.apizygote import Zygote
+
+        _template = Zygote()
+        atexit.register(_template.close)
+    return _template
+
+
 class ApiServer:
     """`sharedfs-api serve` as a subprocess; stop() ends it by pid."""
+
+    # Set by the test suite (tests/conftest.py): a start without `wrap` forks from one template
+    # process per test session that imported the server once (devtools/apizygote.py): each start
+    # is still a new process running `sharedfs-api serve` from its argument parsing on, without
+    # the second of imports. Benches and demos leave it off: a fresh interpreter, as in production.
+    fork_starts = False
 
     def __init__(self, base: Path, db_url: Optional[str] = None, driver: str = "static",
                  driver_opts: Optional[Dict[str, str]] = None, port: Optional[int] = None,
@@ -71,8 +92,9 @@ class ApiServer:
         for key, value in self.driver_opts.items():
             argv += ["--driver-opt", f"{key}={value}"]
         self.log = open(self.base / f"server-{self.port}.log", "ab")  # noqa: SIM115 - closed in stop()
-        if self.zygote is not None and not self.wrap:
-            self.proc = self.zygote.spawn(argv[argv.index("serve"):], self.log.name)
+        zygote = self.zygote or (_shared_template() if ApiServer.fork_starts else None)
+        if zygote is not None and not self.wrap:
+            self.proc = zygote.spawn(argv[argv.index("serve"):], self.log.name)
         else:
             self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60

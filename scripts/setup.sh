@@ -49,7 +49,9 @@ inputs=$(cat pyproject.toml packaging/sharedfs-agent/pyproject.toml sharedfs_api
 stamp=.venv/.sharedfs-setup
 if [ "$(cat "$stamp" 2>/dev/null)" != "$inputs" ]; then
   rm -f "$stamp"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e packaging/sharedfs-agent -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+  # --no-compile: pip byte-compiles every file of every package (some 20 s of CPU); Python compiles the
+  # modules actually imported, once, at their first import.
+  .venv/bin/python -m pip install -q --no-compile --disable-pip-version-check -e packaging/sharedfs-agent -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 fi
 # Fails loudly if the install did not happen; only then is the install remembered (the next run retries).
 .venv/bin/python -c 'import sharedfs_agent, sharedfs_api, pytest, hypothesis'

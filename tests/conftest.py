@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.apiserver import ApiServer
 from devtools.gluster import Glusterd, brick_host
 from devtools.workspace import workspace
 from tests.support import require
@@ -19,6 +20,9 @@ def pytest_configure(config):
     # tmp_path must not be below /tmp: the agent refuses mount points inside system directories.
     if not config.option.basetemp:
         config.option.basetemp = str(workspace() / "pytest")
+    # Some hundred API server starts in a run: each forks from a process that imported the server
+    # once, instead of spending a second of CPU on imports (devtools/apiserver.py).
+    ApiServer.fork_starts = True
 
 
 def need_root() -> None:
