@@ -152,10 +152,11 @@ class AgentView:
             self._published = asyncio.get_running_loop().create_future()
         return self._published
 
-    async def snapshot(self) -> Snapshot:
+    async def snapshot(self, loaded_since: Optional[float] = None) -> Snapshot:
         """A snapshot that has every change made before the call; at most one load at a time,
         which every caller needing one awaits (10,000 polls woken by one change: one load, no
-        queue on a lock)."""
+        queue on a lock). loaded_since: a monotonic time the snapshot must be loaded after, to
+        see what another process changed without telling this one (SQLite)."""
         wanted, waited = self.hub.generation, False
         while True:
             snap = self._snapshot
@@ -163,10 +164,20 @@ class AgentView:
                 snap is not None
                 and snap.generation >= wanted
                 and (waited or time.monotonic() - snap.loaded_at <= self.max_age)
+                and (waited or loaded_since is None or snap.loaded_at >= loaded_since)
             ):
                 return snap
             await asyncio.shield(self._load_soon())  # a caller that leaves does not cancel the others' load
             waited = True  # a load that ended after the call began: new enough, however long it took
+
+    async def project_of(self, instance_id: str) -> Optional[str]:
+        """The instance's project as the database has it now (one row), or None."""
+
+        def read() -> Optional[str]:
+            with self.sessions() as session:
+                return session.scalar(select(db.Instance.project).where(db.Instance.id == instance_id))
+
+        return await run_in_threadpool(read)
 
     def _changed(self) -> None:
         """On the loop, at a change (or the hub's close): load now, for the waiters."""

@@ -87,7 +87,8 @@ def test_nova_samples_drive_registration_tokens_and_access(stack):
 
     token = stack.api.token("instance", project, instance)
     view = f"/v1.1/{project}/os-instances/{instance}/filesystems"
-    assert stack.call("GET", view, token).status_code == 200
+    r = stack.call("GET", view, token)
+    assert r.status_code == 200, r.text
     stack.nova.publish(sample("instance-delete-end"))
     assert wait_for(lambda: instance not in stack.instances(project))
     assert wait_for(lambda: stack.grants(project, "shared") == set())

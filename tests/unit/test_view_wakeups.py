@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -104,5 +105,22 @@ def test_a_change_during_a_load_is_loaded_and_published_too(sessions, monkeypatc
         await asyncio.wait_for(second, 5)  # the change made during the first load
         assert view.loads == 3 and view._snapshot.generation == hub.generation == 2
         assert [e["name"] for e in view._snapshot.by_project["p1"]] == ["late"]
+
+    asyncio.run(scenario())
+
+
+def test_a_change_another_process_made_untold_is_seen_by_asking_for_a_newer_load(sessions):
+    async def scenario():
+        hub = Hub()
+        hub.bind(asyncio.get_running_loop())
+        view = CountingView(sessions, hub)
+        await view.snapshot()
+        with sessions() as session:  # another process on SQLite: no change reaches this hub
+            session.add(db.Instance(id="i2", project="p1", addresses_json="[]"))
+            session.commit()
+        asked = time.monotonic()
+        assert "i2" not in (await view.snapshot()).instances  # within max_age: the snapshot in hand
+        assert (await view.snapshot(loaded_since=asked)).instances["i2"] == "p1"
+        assert view.loads == 2
 
     asyncio.run(scenario())
