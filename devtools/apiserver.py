@@ -46,7 +46,7 @@ class ApiServer:
 
     def __init__(self, base: Path, db_url: Optional[str] = None, driver: str = "static",
                  driver_opts: Optional[Dict[str, str]] = None, port: Optional[int] = None,
-                 extra_args: Optional[List[str]] = None, wrap: Sequence[str] = (), zygote=None) -> None:  # fmt: skip
+                 extra_args: Optional[List[str]] = None, wrap: Sequence[str] = ()) -> None:  # fmt: skip
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
         self.db_url = db_url or f"sqlite:///{base / 'api.db'}"
@@ -56,9 +56,6 @@ class ApiServer:
         self.extra_args = extra_args or []
         self.wrap = list(wrap)  # an argv prefix, e.g. nsenter into a mount namespace (it must exec, not fork)
         self.proc: Optional[subprocess.Popen] = None
-        # A devtools.apizygote.Zygote: each start forks from a process that has imported the server
-        # already (the kill -9 test starts 41); None: a fresh interpreter, as in production.
-        self.zygote = zygote
 
     def cli(self, *args: str) -> str:
         env = {**os.environ, "SHAREDFS_API_DB": self.db_url}
@@ -92,9 +89,8 @@ class ApiServer:
         for key, value in self.driver_opts.items():
             argv += ["--driver-opt", f"{key}={value}"]
         self.log = open(self.base / f"server-{self.port}.log", "ab")  # noqa: SIM115 - closed in stop()
-        zygote = self.zygote or (_shared_template() if ApiServer.fork_starts else None)
-        if zygote is not None and not self.wrap:
-            self.proc = zygote.spawn(argv[argv.index("serve"):], self.log.name)
+        if ApiServer.fork_starts and not self.wrap:
+            self.proc = _shared_template().spawn(argv[argv.index("serve"):], self.log.name)
         else:
             self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60

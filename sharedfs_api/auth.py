@@ -154,10 +154,9 @@ class TokenCache:
         with self.sessions() as session:
             row = session.execute(select(db.Token.role, db.Token.project, db.Token.instance_id, db.Token.expires_at)
                                   .where(db.Token.sha256 == digest)).first()  # fmt: skip
-        principal = Principal(row.role, row.project, row.instance_id) if row else None
         if len(self._seen) > self.bulk_max + 100_000:
             self._seen.clear()
-        hit = (time.monotonic() + self.ttl, generation, principal, row.expires_at if row else None)
+        hit = _entry(row, time.monotonic() + self.ttl, generation)
         if self.ttl:
             self._seen[digest] = hit
         return hit
@@ -176,8 +175,7 @@ class TokenCache:
             self.bulk_max = 0
             return
         until = time.monotonic() + self.ttl
-        self._seen = {row.sha256: (until, generation, Principal(row.role, row.project, row.instance_id), row.expires_at)
-                      for row in rows}  # fmt: skip
+        self._seen = {row.sha256: _entry(row, until, generation) for row in rows}
         self._bulk = (until, generation)
 
     @staticmethod
@@ -187,6 +185,13 @@ class TokenCache:
         if hit[3] is not None and _aware(hit[3]) <= db.now():
             raise Unauthorized("the X-Auth-Token has expired")
         return hit[2]
+
+
+def _entry(row, until: float, generation: int) -> tuple:
+    """What TokenCache remembers of a token row (None: no such token): (good until, generation, principal, expiry)."""
+    if row is None:
+        return (until, generation, None, None)
+    return (until, generation, Principal(row.role, row.project, row.instance_id), row.expires_at)
 
 
 def _aware(when: dt.datetime) -> dt.datetime:

@@ -29,19 +29,18 @@ CHANNEL = "sharedfs_changes"
 
 
 class Hub:
-    """Wakes every waiting long-poll at once when anything changed, or when the server shuts down
-    (close(): `closing` is then true and stays so). changed() is thread-safe."""
+    """Tells its listeners (the agents' view) on the event loop when anything changed, or when the
+    server shuts down (close(): `closing` is then true and stays so). changed() is thread-safe;
+    `generation` counts the changes, for whoever must know whether one happened since."""
 
     def __init__(self) -> None:
         self.generation = 0
         self.closing = False
         self.loop: Optional[asyncio.AbstractEventLoop] = None
-        self.next_change: Optional[asyncio.Future] = None  # resolved at the next change (or close)
         self.listeners: List[Callable[[], None]] = []  # called on the loop at each change (or close)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.next_change = loop.create_future()
 
     def changed(self) -> None:
         self.generation += 1
@@ -51,16 +50,10 @@ class Hub:
     def close(self) -> None:
         """Called on the event loop when shutdown begins: every waiter wakes and answers now."""
         self.closing = True
-        if self.next_change is not None:
+        if self.loop is not None:
             self._wake()
 
     def _wake(self) -> None:
-        # A fresh future per change: waiters hold the one they saw, so none misses a change that
-        # happened between computing its answer and starting to wait. One future shared by every
-        # waiter, not a task each around an Event: 10,000 woken polls cost 10,000 callbacks, not
-        # 10,000 tasks stepped and cancelled.
-        done, self.next_change = self.next_change, self.loop.create_future()
-        done.set_result(None)
         for listener in self.listeners:
             listener()
 

@@ -17,7 +17,6 @@ import requests
 from sqlalchemy import select
 
 from devtools.apiserver import ApiServer
-from devtools.apizygote import Zygote
 from sharedfs_api import db
 from sharedfs_api.representations import agent_document, agent_entry
 from sharedfs_api.services.access import Access
@@ -189,15 +188,12 @@ def schedstat(pid: int):
     return on_cpu / 1e9, waiting / 1e9
 
 
-def test_kill_9_during_creates_deletes_and_connects_then_one_reconcile_repairs(request, glusterd, workdir):
+def test_kill_9_during_creates_deletes_and_connects_then_one_reconcile_repairs(glusterd, workdir):
     base = workdir / "kill9"
     bricks = base / "bricks"
-    # Every start (41) forks from a process that has imported the server once (devtools/apizygote.py):
-    # a new process all the same, from argument parsing on, that skips a second of imports.
-    zygote = Zygote()
-    request.addfinalizer(zygote.close)
-    server = ApiServer(base, driver="glusterfs", driver_opts=glusterd.driver_options(bricks, quota=False),
-                       zygote=zygote)  # fmt: skip
+    # Every start (41), as every test's, forks from the suite's process that has imported the server
+    # once (devtools/apizygote.py): a new process all the same, from argument parsing on.
+    server = ApiServer(base, driver="glusterfs", driver_opts=glusterd.driver_options(bricks, quota=False))
     server.start()
     admin = prepare(server)
     # One volume the churn never touches: it lives through every kill, so the final check compares
