@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
@@ -39,6 +40,35 @@ class _Plan:
     result: Optional[Dict[str, Identity]] = field(default=None, repr=False)  # what set_identities returned
 
 
+class _Rounds:
+    """Per filesystem, in this process: how many syncs have begun reading its membership, and the
+    last of them that reached the driver (or found nothing to do). A sync that took its ticket
+    after its change committed is covered once a sync numbered above its ticket has succeeded:
+    that one read the membership after the change."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._begun: Dict[int, int] = {}
+        self._done: Dict[int, int] = {}
+
+    def ticket(self, fs_id: int) -> int:
+        with self._guard:
+            return self._begun.get(fs_id, 0)
+
+    def begin(self, fs_id: int) -> int:
+        with self._guard:
+            self._begun[fs_id] = self._begun.get(fs_id, 0) + 1
+            return self._begun[fs_id]
+
+    def done(self, fs_id: int, round_: int) -> None:
+        with self._guard:
+            self._done[fs_id] = max(self._done.get(fs_id, 0), round_)
+
+    def covered(self, fs_id: int, ticket: int) -> bool:
+        with self._guard:
+            return self._done.get(fs_id, 0) > ticket
+
+
 def by_identity(driver: Driver) -> bool:
     return driver.access_by == "identity"
 
@@ -59,6 +89,7 @@ class Access:
         self.sessions = sessions
         self.locks = locks
         self.changed = changed  # the agents' view holds identities: a changed set wakes the long-polls
+        self.rounds = _Rounds()
 
     @staticmethod
     def members(session: Session, fs: db.Filesystem) -> List[db.Instance]:
@@ -156,24 +187,39 @@ class Access:
     def sync(self, fs_id: int, force: bool = False) -> None:
         """Make the driver's access list equal to the addresses of the instances that should reach
         the filesystem (`force`: tell the driver even when grants say it has them, for the
-        reconcile). A driver failure stays in status_detail; those it had keep it."""
+        reconcile). A driver failure stays in status_detail; those it had keep it.
+
+        Called after the change has committed: a sync that began reading after that, in this
+        process, and succeeded has carried the change to the driver, so this one returns at once
+        instead of queueing for a driver call of its own (a busy filesystem costs one driver call
+        per round of waiters, not one per change)."""
+        ticket = self.rounds.ticket(fs_id)
         with self.locks.access(fs_id):
+            if not force and self.rounds.covered(fs_id, ticket):
+                return
+            round_ = self.rounds.begin(fs_id)
             if is_postgres(self.sessions):
 
-                def locked(session: Session) -> bool:
+                def locked(session: Session) -> Tuple[bool, bool]:
                     lock_access(session, fs_id)
                     plan = self._plan(session, fs_id)
-                    return plan is not None and self._record(session, fs_id, plan, self._apply(plan, force))
+                    if plan is None:
+                        return False, True
+                    error = self._apply(plan, force)
+                    return self._record(session, fs_id, plan, error), error is None
 
-                changed = run(self.sessions, locked)
+                changed, applied = run(self.sessions, locked)
             else:
                 # SQLite: one process, so the lock above serialises; the write lock is not held
                 # while the driver works, or every other write would wait for it.
                 plan = run(self.sessions, lambda session: self._plan(session, fs_id), write=False)
-                changed = False
+                changed, applied = False, True
                 if plan is not None:
                     error = self._apply(plan, force)
                     changed = run(self.sessions, lambda session: self._record(session, fs_id, plan, error))
+                    applied = error is None
+            if applied:
+                self.rounds.done(fs_id, round_)
         if changed:
             self.changed()
 
