@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import resource
 from typing import Optional
@@ -46,14 +45,6 @@ def raise_fd_limit(needed: int) -> int:
         soft = needed
     return soft
 
-
-# A held long-poll is some 80 objects the cycle collector tracks (its connection's, its ASGI
-# chain's), alive for minutes: with 10,000 held, a full collection walks 0.9 M objects with the
-# event loop stopped (0.5-0.7 s here). With Python's default thresholds (700, 10, 10) one ran in
-# the middle of bench/fanout.py's fan-out on the process that made the change; these make every
-# collection rarer (what a request leaves behind is freed by reference counting, not by the
-# collector). The program's own objects, made before serving, are frozen out of it (gc.freeze).
-GC_THRESHOLDS = (50_000, 20, 100)
 
 _REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 5\r\n"
             b"connection: close\r\ncontent-length: 72\r\n\r\n"
@@ -187,8 +178,6 @@ class _Server(uvicorn.Server):
 def serve(app: FastAPI, host: str, port: int, limits: Limits, log_level: str = "info",
           access_log: bool = False) -> None:  # fmt: skip
     raise_fd_limit(limits.max_connections + FD_HEADROOM)
-    gc.set_threshold(*GC_THRESHOLDS)
-    gc.freeze()
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
                             http=_protocol(limits), timeout_keep_alive=limits.keep_alive,
                             timeout_graceful_shutdown=limits.shutdown_grace, backlog=8192)  # fmt: skip
