@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import weakref
 from typing import Optional
 
 import uvicorn
@@ -60,15 +61,18 @@ class _OneWrite:
     __slots__ = ("transport", "send", "held")
 
     def __init__(self, transport, send) -> None:
-        self.transport, self.send, self.held = transport, send, None
+        # The cycle's send weakly: the cycle holds this object, which must not hold the cycle
+        # (a reference cycle would leave every request to the garbage collector to free).
+        self.transport, self.send, self.held = transport, weakref.WeakMethod(send), None
 
     async def __call__(self, message) -> None:
+        send = self.send()  # the cycle lives while its task runs the app that calls this
         if message["type"] == "http.response.start":
             self.held = []
-            await self.send(message)
+            await send(message)
             return
         try:
-            await self.send(message)
+            await send(message)
         finally:
             self.release()
 
