@@ -10,14 +10,14 @@ from typing import Optional, Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__, db
 from .auth import TokenCache
 from .backends import BackendConfig, Backends
-from .errors import ApiError, Unauthorized
+from .errors import ApiError, Unauthorized, error_response
+from .fastlane import FastLane, Lane
 from .routers import agents, dashboard, filesystems, instances, vendordata
 from .routers.agent_index import agent_index
 from .services import FLUSH_INTERVAL, LastSeen, make_services
@@ -94,10 +94,6 @@ async def _too_large(send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _error(status: int, message: str, headers: Optional[dict] = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": status, "message": message}}, status_code=status, headers=headers)
-
-
 def _validation_message(request: Request, exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -149,6 +145,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="sharedfs os-filesystem API", version=__version__, lifespan=lifespan)
     app.add_middleware(BodyLimit)
+    # The agents' long-poll in its common case, inside Shed (which counts it and sheds it like any
+    # request) and outside the rest (fastlane.py); added after BodyLimit, so it wraps it.
+    app.state.fast_lane = Lane()
+    app.add_middleware(FastLane, max_wait=settings.max_wait, lane=app.state.fast_lane)
     app.state.loop_lag = LoopLag()  # the server's tick feeds it (server.py)
     app.add_middleware(Shed, limit=settings.max_busy, lag=app.state.loop_lag, max_lag=settings.max_lag)  # fmt: skip
     # What the dependencies in deps.py hand to the routes.
@@ -250,17 +250,17 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
-        return _error(exc.status, exc.message)
+        return error_response(exc.status, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
-        return _error(400, _validation_message(request, exc))
+        return error_response(400, _validation_message(request, exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _error(500, "internal error; see the server log")
+        return error_response(500, "internal error; see the server log")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["ApiError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict", "Unavailable", "DriverError"]
+from typing import Mapping, Optional
+
+from starlette.responses import JSONResponse
+
+__all__ = ["error_response", "ApiError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "Conflict", "Unavailable", "DriverError"]
 
 
 class ApiError(Exception):
@@ -35,6 +39,11 @@ class Conflict(ApiError):
 
 class Unavailable(ApiError):
     status = 503
+
+
+def error_response(status: int, message: str, headers: Optional[Mapping[str, str]] = None) -> JSONResponse:
+    """How every error is answered: {"error": {"code", "message"}}."""
+    return JSONResponse({"error": {"code": status, "message": message}}, status_code=status, headers=headers)
 
 
 class DriverError(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import weakref
 from typing import Optional
 
 import uvicorn
@@ -51,6 +52,49 @@ _REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json
             b'{"error":{"code":503,"message":"too many connections; try again later"}}')  # fmt: skip
 
 
+class _OneWrite:
+    """A request cycle's transport and send, as uvicorn's cycle sees them: a response's head is
+    held from its start message to its first body message and leaves with that body in one
+    write (one system call and one segment instead of two: on loopback the kernel's delivery to
+    the client is paid by the writer, once per write, 20,000 times in a fan-out)."""
+
+    __slots__ = ("transport", "send", "held")
+
+    def __init__(self, transport, send) -> None:
+        # The cycle's send weakly: the cycle holds this object, which must not hold the cycle
+        # (a reference cycle would leave every request to the garbage collector to free).
+        self.transport, self.send, self.held = transport, weakref.WeakMethod(send), None
+
+    async def __call__(self, message) -> None:
+        send = self.send()  # the cycle lives while its task runs the app that calls this
+        if message["type"] == "http.response.start":
+            self.held = []
+            await send(message)
+            return
+        try:
+            await send(message)
+        finally:
+            self.release()
+
+    def write(self, data: bytes) -> None:
+        if self.held is not None:
+            self.held.append(data)
+        else:
+            self.transport.write(data)
+
+    def release(self) -> None:
+        held, self.held = self.held, None
+        if held:
+            self.transport.write(b"".join(held))
+
+    def close(self) -> None:
+        self.release()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+
 def _protocol(limits: Limits) -> type:
     """uvicorn's httptools protocol with what it lacks: a cap on connections (refused at once,
     before they hold a descriptor for long) and a deadline for a whole request to arrive (uvicorn
@@ -87,6 +131,10 @@ def _protocol(limits: Limits) -> type:
         def on_headers_complete(self) -> None:
             self.scope[CONNECTION_LOST] = self._lost_future  # the scope uvicorn hands to the app next
             super().on_headers_complete()
+            cycle = self.cycle
+            if cycle is not None and cycle.transport is self.transport:  # the new request's (not one refused before it had one)
+                # Set before its task first runs: run_asgi hands the app `self.send`.
+                cycle.transport = cycle.send = _OneWrite(self.transport, cycle.send)
 
         def _lost_future(self) -> asyncio.Future:
             if self.lost is None:
