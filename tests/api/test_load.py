@@ -24,7 +24,7 @@ from sharedfs_api.services.access import Access
 pytestmark = [pytest.mark.root, pytest.mark.gluster]
 
 CLIENTS = int(os.environ.get("SHAREDFS_LOAD_CLIENTS", "40"))
-SECONDS = float(os.environ.get("SHAREDFS_LOAD_SECONDS", "45"))
+SECONDS = float(os.environ.get("SHAREDFS_LOAD_SECONDS", "30"))
 KILLS = int(os.environ.get("SHAREDFS_KILLS", "40"))
 PROJECTS = ("lp1", "lp2", "lp3")
 INSTANCES = [(p, f"{p}-vm{n}") for p in PROJECTS for n in range(4)]
