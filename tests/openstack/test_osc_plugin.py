@@ -3,6 +3,7 @@ the endpoint from the catalog, the project's filesystems only, the API's refusal
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -64,38 +65,46 @@ def test_openstack_filesystem_list_finds_the_endpoint_and_shows_the_projects_own
 
 def test_openstack_filesystem_verbs(cloud, keystone):
     member = openrc(keystone, "alpha-member", "alpha")
-    shown = openstack(member, "filesystem", "show", "osc-alpha", "-f", "json")
-    assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout)["size"] == "1Gb"
+    reader = openrc(keystone, "alpha-reader", "alpha")
+    admin = openrc(keystone, "admin", "admin", password="admin-secret")
+    # The refusals and the admin's create touch nothing the member's verbs read: they run beside
+    # them (each `openstack` start costs some 5 s of imports and a Keystone sign-in).
+    with concurrent.futures.ThreadPoolExecutor(1) as beside:
+        missing = beside.submit(openstack, member, "filesystem", "show", "osc-nothing")
+        static = beside.submit(openstack, member, "filesystem", "create", "osc-new", "--size", "1Gb", "--export", "gl1:/v2")
+        read = beside.submit(openstack, reader, "filesystem", "show", "osc-alpha")
+        refused = beside.submit(openstack, reader, "filesystem", "delete", "osc-alpha")
+        made = beside.submit(openstack, admin, "filesystem", "create", "osc-admin", "--size", "2Gb", "--export", "gl1:/v3",
+                             "--type", "glusterfs", "-f", "json")  # fmt: skip
 
-    assert openstack(member, "filesystem", "connect", "osc-alpha", "vm-a").returncode == 0
-    rows = json.loads(openstack(member, "filesystem", "instances", "osc-alpha", "-f", "json").stdout)
-    assert [(r["ID"], r["Connected"]) for r in rows] == [("vm-a", True)]
-    instances = openstack(member, "filesystem", "instance", "list", "-f", "value", "-c", "ID")
-    assert instances.stdout.split() == ["vm-a"]
-    assert openstack(member, "filesystem", "disconnect", "osc-alpha", "vm-a").returncode == 0
-    rows = json.loads(openstack(member, "filesystem", "instances", "osc-alpha", "-f", "json").stdout)
-    assert all(r["Connected"] is False for r in rows)
+        shown = openstack(member, "filesystem", "show", "osc-alpha", "-f", "json")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["size"] == "1Gb"
+        assert openstack(member, "filesystem", "connect", "osc-alpha", "vm-a").returncode == 0
+        rows = json.loads(openstack(member, "filesystem", "instances", "osc-alpha", "-f", "json").stdout)
+        assert [(r["ID"], r["Connected"]) for r in rows] == [("vm-a", True)]
+        instances = openstack(member, "filesystem", "instance", "list", "-f", "value", "-c", "ID")
+        assert instances.stdout.split() == ["vm-a"]
+        assert openstack(member, "filesystem", "disconnect", "osc-alpha", "vm-a").returncode == 0
+        rows = json.loads(openstack(member, "filesystem", "instances", "osc-alpha", "-f", "json").stdout)
+        assert all(r["Connected"] is False for r in rows)
 
     # The API's refusals: one line with its message and status, exit 1, no traceback.
-    missing = openstack(member, "filesystem", "show", "osc-nothing")
+    missing = missing.result()
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines()[-1] == (
         f"filesystem 'osc-nothing' not found in project '{keystone.project('alpha')}' (HTTP 404)")
     assert "Traceback" not in missing.stderr
-    static = openstack(member, "filesystem", "create", "osc-new", "--size", "1Gb", "--export", "gl1:/v2")
+    static = static.result()
     assert static.returncode == 1 and "(HTTP 403)" in static.stderr and "Traceback" not in static.stderr
 
     # A reader reads and cannot write.
-    reader = openrc(keystone, "alpha-reader", "alpha")
-    assert openstack(reader, "filesystem", "show", "osc-alpha").returncode == 0
-    refused = openstack(reader, "filesystem", "delete", "osc-alpha")
+    assert read.result().returncode == 0
+    refused = refused.result()
     assert refused.returncode == 1 and "(HTTP 403)" in refused.stderr
 
     # The admin creates a static one in its own project; the member deletes its project's with --wait.
-    admin = openrc(keystone, "admin", "admin", password="admin-secret")
-    made = openstack(admin, "filesystem", "create", "osc-admin", "--size", "2Gb", "--export", "gl1:/v3",
-                     "--type", "glusterfs", "-f", "json")  # fmt: skip
+    made = made.result()
     assert made.returncode == 0, made.stderr
     assert (json.loads(made.stdout)["name"], json.loads(made.stdout)["project"]) == ("osc-admin", keystone.project("admin"))
     gone = openstack(member, "filesystem", "delete", "osc-alpha", "--wait", "--timeout", "30")
