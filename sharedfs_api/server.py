@@ -205,11 +205,12 @@ class _Server(uvicorn.Server):
 def serve(app: FastAPI, host: str, port: int, limits: Limits, log_level: str = "info",
           access_log: bool = False) -> None:  # fmt: skip
     raise_fd_limit(limits.max_connections + FD_HEADROOM)
-    # A full collection with 10,000 polls held scans some 870,000 objects and stops the event
-    # loop for 0.5-0.7 s, in the middle of a fan-out. A finished request leaves no reference cycle
-    # (server.py's _Departure; tests/unit/test_server_protocol.py), so collections find little:
-    # the young generation is collected far less often and the oldest almost never
-    # (docs/benchmarks.md, "Garbage collection").
+    # With 10,000 polls held a full collection scans some 870,000 objects and stops the event
+    # loop for about 0.7 s; with the default thresholds one fell inside fan-outs. A finished
+    # request leaves no reference cycle (_Departure; tests/unit/test_server_protocol.py), so
+    # reference counting frees it and rare collections keep no memory: the young generation is
+    # collected every 50,000 new objects instead of 700, the oldest almost never
+    # (docs/benchmarks.md, "The cycle collector").
     gc.set_threshold(50_000, 20, 100)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=access_log,
                             http=_protocol(limits), timeout_keep_alive=limits.keep_alive,
