@@ -1,14 +1,20 @@
-"""The serving protocol (sharedfs_api/server.py) writes a response's head and body in one write, keep-alive or not, and tells a held request that its client left."""
+"""The serving protocol (sharedfs_api/server.py) writes a response's head and body in one write, keep-alive or not, tells a held request that its client left, and leaves no reference cycle behind a finished request."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import uvicorn
 from uvicorn.server import ServerState
 
+from sharedfs_api import db
+from sharedfs_api.app import Settings, create_app
+from sharedfs_api.auth import TokenCache, store_token
 from sharedfs_api.scope import connection_lost
 from sharedfs_api.server import Limits, _protocol
+from sharedfs_api.services.worker import Worker
+from tests.unit.test_fastlane import PATH, add_filesystem
 
 
 class Transport:
@@ -102,3 +108,81 @@ def test_a_held_request_learns_that_its_client_left():
         return transport
 
     assert asyncio.run(main()).writes == []  # nothing sent to a client that left
+
+
+def test_a_finished_held_poll_leaves_nothing_for_the_cycle_collector(tmp_path, monkeypatch):
+    """A fan-out ends 10,000 held polls at once: what they leave in reference cycles waits for a
+    full collection, which stops the event loop for its whole length (docs/benchmarks.md)."""
+    monkeypatch.setattr(Worker, "start", lambda self: None)  # its thread's database work would make garbage of its own
+    url = f"sqlite:///{tmp_path / 'api.db'}"
+    db.upgrade(url)
+    app = create_app(Settings(db_url=url, migrate=False))
+    sessions = db.make_sessions(db.make_engine(url))
+    # Tokens remembered, as on PostgreSQL: the fast lane's case.
+    app.state.tokens = TokenCache(sessions, generation=lambda: app.state.hub.generation)
+    with sessions() as session:
+        session.add(db.Instance(id="i1", project="p1", addresses_json="[]"))
+        session.commit()
+    token = store_token(sessions, "instance", "p1", "i1")
+    config = uvicorn.Config(app, http=_protocol(Limits()), lifespan="off", log_level="warning")
+    config.load()
+    changes = iter(range(1000))
+
+    async def poll(if_none_match=None):
+        """A held poll's connection: (protocol, its transport, its server state) once the request is in."""
+        state = ServerState()
+        protocol = config.http_protocol_class(config=config, server_state=state, app_state={})
+        transport = Transport()
+        protocol.connection_made(transport)
+        headers = f"X-Auth-Token: {token}\r\n" + (f"If-None-Match: {if_none_match}\r\n" if if_none_match else "")
+        protocol.data_received(f"GET {PATH}?wait=30 HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+        await asyncio.sleep(0.05)
+        return protocol, transport, state
+
+    async def etag() -> str:
+        protocol, transport, state = await poll()
+        await asyncio.gather(*state.tasks)
+        protocol.connection_lost(None)
+        head = transport.writes[0].split(b"\r\n\r\n")[0]
+        return dict(line.split(b": ", 1) for line in head.split(b"\r\n")[1:])[b"etag"].decode()
+
+    async def answered() -> None:
+        protocol, transport, state = await poll(await etag())
+        assert transport.writes == []  # held
+        add_filesystem(sessions, f"fs{next(changes)}")
+        app.state.hub.changed()
+        await asyncio.gather(*state.tasks)
+        assert transport.writes[0].startswith(b"HTTP/1.1 200 OK")
+        protocol.connection_lost(None)  # then the client closes its connection
+
+    async def left() -> None:
+        protocol, transport, state = await poll(await etag())
+        protocol.connection_lost(None)
+        await asyncio.gather(*state.tasks)
+        assert transport.writes == []
+
+    async def garbage_after(case) -> int:
+        """The objects that only the cycle collector frees, after one case, run in a frame of its own."""
+        gc.collect()
+        await case()
+        await asyncio.sleep(0)  # uvicorn's completion callbacks
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            gc.collect()
+            return len(gc.garbage)
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+
+    async def main():
+        async with app.router.lifespan_context(app):
+            await answered()  # once first: whatever is made on first use is not the request's
+            await left()
+            return {"answered": await garbage_after(answered), "left": await garbage_after(left)}
+
+    gc.disable()
+    try:
+        left_behind = asyncio.run(main())
+    finally:
+        gc.enable()
+    assert left_behind == {"answered": 0, "left": 0}
