@@ -10,13 +10,12 @@ from typing import Optional
 from sharedfs_agent import wire
 
 from .errors import ApiError, error_response
-from .longpoll import answer, hold, shutting_down
+from .longpoll import MAX_WAIT_PARAM, answer, hold, shutting_down
 
 __all__ = ["FastLane", "Lane"]
 
 _PATH = re.compile(rf"/v1\.1/({wire.IDENT.pattern})/os-instances/({wire.IDENT.pattern})/filesystems")
 _QUERY = re.compile(rb"(?:wait=(0|[1-9][0-9]{0,3}))?")  # as the agent asks; anything else the route parses
-MAX_WAIT_PARAM = 3600  # the route's le= on `wait`
 
 
 @dataclass

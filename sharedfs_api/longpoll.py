@@ -14,7 +14,11 @@ from .scope import connection_lost
 from .shed import holding
 from .view import AgentView, Hub, Snapshot
 
-__all__ = ["hold", "answer", "shutting_down"]
+__all__ = ["hold", "answer", "shutting_down", "MAX_WAIT_PARAM"]
+
+# The largest `wait` a request may name (the server's --max-wait caps what it is held): the route
+# validates it, the fast lane takes no request above it, so both answer the same requests.
+MAX_WAIT_PARAM = 3600
 
 
 async def _disconnected(receive: Callable) -> None:

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..auth import Principal
 from ..deps import INSTANCE, NAME, TENANT, agent_view, cached_caller, caller, hub, instances, last_seen, principal
-from ..longpoll import answer, hold, shutting_down
+from ..longpoll import MAX_WAIT_PARAM, answer, hold, shutting_down
 from ..schemas import StateIn
 from ..services import InstanceService
 
@@ -29,7 +29,7 @@ def make_router(max_wait: int) -> APIRouter:
         wait: int = Query(
             0,
             ge=0,
-            le=3600,
+            le=MAX_WAIT_PARAM,
             description=f"hold up to N seconds (at most {max_wait}) until the set differs from If-None-Match",
         ),  # fmt: skip
         if_none_match: Optional[str] = Header(default=None),
