@@ -325,14 +325,8 @@ def run(fleet: Fleet) -> dict:
     wall = time.monotonic() - wall0
     idle, db_idle = (fleet.cpu(servers) - cpu0) / wall * 100, (fleet.cpu(database) - db0) / wall * 100
     cpu0 = fleet.cpu(servers)
-    spies = [subprocess.Popen(["/srv/pyspy/bin/py-spy", "record", "--nonblocking", "-r", "250", "-f", "raw", "-o",
-                               f"/srv/spy-{k}.txt", "--pid", str(pr.pid)]) for k, pr in enumerate(servers)] if os.environ.get("SPY") else []
-    time.sleep(1 if spies else 0)
     sent = fleet.create()
     done, _ = fleet.results()
-    for sp in spies:
-        sp.send_signal(signal.SIGINT)
-        sp.wait()
     woken = (fleet.cpu(servers) - cpu0) / fleet.n  # the servers' CPU per woken poll (from the create to the end)
     delays = [t - sent for t in done]
     return {"hold": hold, "idle": idle, "db_idle": db_idle, "p50": pct(delays, 0.5), "p99": pct(delays, 0.99),
