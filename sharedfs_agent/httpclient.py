@@ -174,7 +174,7 @@ def _ask(sock, reader, request: bytes, method: str, max_bytes: int, reused: bool
         sock.sendall(request)
         if reused and not reader.peek(1):
             raise _Stale()
-    except (ConnectionError, BrokenPipeError) as e:
+    except ConnectionError as e:  # reset, broken pipe
         if reused:
             raise _Stale() from e
         raise
