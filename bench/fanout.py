@@ -20,8 +20,9 @@ jitter). Connections come from 127.0.0.2-127.0.0.65 (SOURCES addresses: one addr
 Printed per N: the time until every agent held its poll, the servers' CPU while all are held
 (idle, % of one core, both processes summed, measured once N connections are open at
 the servers and their CPU has settled; and PostgreSQL's), the fan-out (from sending the
-create until each agent had the new set: p50, p99, max), and the memory per held poll (the
-servers' RSS after all hold minus before, divided by N). Goals: all within 2 s; idle < 5 %.
+create until each agent had the new set: p50, p99, max; and per server, its first and last
+agent), and the memory per held poll (the servers' RSS after all hold minus before, divided by
+N). Goals: all within 2 s; idle < 5 %.
 
 With --outage: once all hold their polls every server is killed (SIGKILL: every poll cut at
 once), stays down SECONDS, and comes back (all started together). One project-scope filesystem
@@ -329,8 +330,11 @@ def run(fleet: Fleet) -> dict:
     done, _ = fleet.results()
     woken = (fleet.cpu(servers) - cpu0) / fleet.n  # the servers' CPU per woken poll (from the create to the end)
     delays = [t - sent for t in done]
+    k = len(fleet.servers)
+    by_server = [(min(delays[i::k]), max(delays[i::k])) for i in range(k)]  # agent i polls server i mod K
     return {"hold": hold, "idle": idle, "db_idle": db_idle, "p50": pct(delays, 0.5), "p99": pct(delays, 0.99),
-            "max": max(delays), "per_poll": (rss - fleet.rss_before) / fleet.n, "woken": woken}  # fmt: skip
+            "max": max(delays), "per_poll": (rss - fleet.rss_before) / fleet.n, "woken": woken,
+            "by_server": by_server}  # fmt: skip
 
 
 def run_outage(fleet: Fleet, down: float) -> dict:
@@ -401,6 +405,8 @@ def main() -> None:
                       f"max {r['max'] * 1000:5.0f} ms ({r['woken'] * 1e6:.0f} us of server CPU per woken poll); "
                       f"{r['per_poll'] / 1024:5.1f} KiB per held poll"
                       "   goals: max <= 2000 ms, idle < 5 %", flush=True)  # fmt: skip
+                spans = " / ".join(f"{a * 1000:.0f}-{b * 1000:.0f}" for a, b in r["by_server"])
+                print(f"          first-last agent per server (the create sent through the first): {spans} ms", flush=True)
             else:
                 print(f"  N={n:6}: every agent had it {r['all']:5.1f} s after the servers were back (median "
                       f"{r['median']:4.1f} s; goal <= 15 s); {r['requests']} requests, peak {r['peak_rate']}/s, "
