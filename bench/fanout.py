@@ -10,8 +10,9 @@ each with its own instance token, and K `sharedfs-api serve` processes on loopba
 database (a change made through one wakes the others' long-polls by LISTEN/NOTIFY). Agent i talks
 to server i mod K, as behind a load balancer. The agents are asyncio clients in their own
 processes (at most AGENTS_PER_PROCESS each: one socket per agent, and the per-process open-file
-limit is raised to its hard limit with setrlimit), each behaving as the agent's watcher: one
-request per connection, the first without If-None-Match, then ?wait=120 with it; on a refusal
+limit is raised to its hard limit with setrlimit), each behaving as the agent's watcher: its
+requests on one kept connection (a new one once the server closed it, as httpclient.Kept), the
+first without If-None-Match, then ?wait=120 with it; on a refusal
 or a 503 the agent's own Backoff (full jitter, capped at BACKOFF_CAP; Retry-After honoured with
 jitter). Connections come from 127.0.0.2-127.0.0.65 (SOURCES addresses: one address has some
 28,000 ephemeral ports, and every closed connection holds one in TIME_WAIT for 60 s).
@@ -19,8 +20,9 @@ jitter). Connections come from 127.0.0.2-127.0.0.65 (SOURCES addresses: one addr
 Printed per N: the time until every agent held its poll, the servers' CPU while all are held
 (idle, % of one core, both processes summed, measured once N connections are open at
 the servers and their CPU has settled; and PostgreSQL's), the fan-out (from sending the
-create until each agent had the new set: p50, p99, max), and the memory per held poll (the
-servers' RSS after all hold minus before, divided by N). Goals: all within 2 s; idle < 5 %.
+create until each agent had the new set: p50, p99, max; and per server, its first and last
+agent), and the memory per held poll (the servers' RSS after all hold minus before, divided by
+N). Goals: all within 2 s; idle < 5 %.
 
 With --outage: once all hold their polls every server is killed (SIGKILL: every poll cut at
 once), stays down SECONDS, and comes back (all started together). One project-scope filesystem
@@ -80,45 +82,58 @@ def seed(url: str, n: int) -> list:
 # --- the agents (client processes) ---------------------------------------------------------------
 
 
-class _Exchange(asyncio.Protocol):
-    """One request on its own connection, read to the server's close (the request says
-    `Connection: close`): a bare protocol, not streams, so that 20,000 agents on the server's own
-    two cores cost it as little CPU as they can (their share is the bench's, not the server's)."""
+class _Connection(asyncio.Protocol):
+    """The agent's kept-alive connection: requests one after another, each answer read by its
+    Content-Length; a bare protocol, not streams, so that 20,000 agents on the server's own two
+    cores cost it as little CPU as they can (their share is the bench's, not the server's)."""
 
-    def __init__(self, request: bytes, answer: asyncio.Future) -> None:
-        self.request, self.answer, self.chunks = request, answer, []
+    def __init__(self) -> None:
+        self.transport, self.buffer, self.answer, self.closed = None, b"", None, False
 
     def connection_made(self, transport) -> None:
-        transport.write(self.request)
+        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self.chunks.append(data)
+        self.buffer += data
+        head, sep, rest = self.buffer.partition(b"\r\n\r\n")
+        if not sep or self.answer is None or self.answer.done():
+            return
+        from sharedfs_agent.httpclient import Headers
+
+        headers = Headers()
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.decode("latin-1").partition(":")
+            dict.__setitem__(headers, name.strip().lower(), value.strip())
+        length = int(headers.get("content-length", "0"))
+        if len(rest) < length:
+            return
+        self.buffer = rest[length:]
+        self.answer.set_result((int(head.split(b" ", 2)[1]), headers, rest[:length]))
 
     def connection_lost(self, exc) -> None:
-        if not self.answer.done():
-            self.answer.set_result(b"".join(self.chunks))
+        self.closed = True
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_exception(ConnectionResetError("the connection closed before a whole answer"))
+
+    async def exchange(self, request: bytes) -> tuple:
+        self.answer = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self.answer
 
 
-async def _exchange(port: int, source: str, path: str, token: str, etag: str) -> tuple:
-    """One request as the agent sends it: (status, headers, body); OSError if no whole answer came."""
-    from sharedfs_agent.httpclient import Headers
-
+async def _exchange(connection, port: int, source: str, path: str, token: str, etag: str) -> tuple:
+    """One request as the agent sends it, on its kept connection (a new one when it has none):
+    (connection, status, headers, body); OSError if no whole answer came."""
     loop = asyncio.get_running_loop()
-    answer = loop.create_future()
-    request = (f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nX-Auth-Token: {token}\r\n"
+    request = (f"GET {path} HTTP/1.1\r\nHost: bench\r\nX-Auth-Token: {token}\r\n"
                f"{f'If-None-Match: {etag}' + chr(13) + chr(10) if etag else ''}\r\n").encode()  # fmt: skip
-    await loop.create_connection(lambda: _Exchange(request, answer), "127.0.0.1", port, local_addr=(source, 0))
-    raw = await answer
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    if not sep:
-        raise ConnectionResetError("the connection closed before a whole answer")
-    headers = Headers()
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.decode("latin-1").partition(":")
-        dict.__setitem__(headers, name.strip().lower(), value.strip())
-    if len(body) < int(headers.get("content-length", "0")):
-        raise ConnectionResetError("the connection closed before a whole answer")
-    return int(head.split(b" ", 2)[1]), headers, body
+    if connection is None or connection.closed:
+        _, connection = await loop.create_connection(_Connection, "127.0.0.1", port, local_addr=(source, 0))
+    status, headers, body = await connection.exchange(request)
+    if headers.get("connection", "").lower() == "close":
+        connection.transport.close()
+        connection = None
+    return connection, status, headers, body
 
 
 async def _agent(port: int, index: int, token: str, ready: asyncio.Event, log: list) -> float:
@@ -128,15 +143,17 @@ async def _agent(port: int, index: int, token: str, ready: asyncio.Event, log: l
     from sharedfs_agent.daemon import Backoff
     from sharedfs_agent.sources.api import _retry_after
 
-    backoff, etag, source = Backoff(), "", f"127.0.0.{2 + index % SOURCES}"
+    backoff, etag, source, connection = Backoff(), "", f"127.0.0.{2 + index % SOURCES}", None
     path = f"/v1.1/{PROJECT}/os-instances/vm{index}/filesystems"
     while True:
         sent = time.monotonic()
         if etag:
             ready.set()  # the request about to be sent is a held poll
         try:
-            status, headers, body = await _exchange(port, source, path + (f"?wait={WAIT}" if etag else ""), token, etag)
+            connection, status, headers, body = await _exchange(connection, port, source,
+                                                                path + (f"?wait={WAIT}" if etag else ""), token, etag)
         except OSError:
+            connection = None
             log.append((sent, None, 0))
             await asyncio.sleep(backoff.next())
             continue
@@ -313,8 +330,11 @@ def run(fleet: Fleet) -> dict:
     done, _ = fleet.results()
     woken = (fleet.cpu(servers) - cpu0) / fleet.n  # the servers' CPU per woken poll (from the create to the end)
     delays = [t - sent for t in done]
+    k = len(fleet.servers)
+    by_server = [(min(delays[i::k]), max(delays[i::k])) for i in range(k)]  # agent i polls server i mod K
     return {"hold": hold, "idle": idle, "db_idle": db_idle, "p50": pct(delays, 0.5), "p99": pct(delays, 0.99),
-            "max": max(delays), "per_poll": (rss - fleet.rss_before) / fleet.n, "woken": woken}  # fmt: skip
+            "max": max(delays), "per_poll": (rss - fleet.rss_before) / fleet.n, "woken": woken,
+            "by_server": by_server}  # fmt: skip
 
 
 def run_outage(fleet: Fleet, down: float) -> dict:
@@ -385,6 +405,8 @@ def main() -> None:
                       f"max {r['max'] * 1000:5.0f} ms ({r['woken'] * 1e6:.0f} us of server CPU per woken poll); "
                       f"{r['per_poll'] / 1024:5.1f} KiB per held poll"
                       "   goals: max <= 2000 ms, idle < 5 %", flush=True)  # fmt: skip
+                spans = " / ".join(f"{a * 1000:.0f}-{b * 1000:.0f}" for a, b in r["by_server"])
+                print(f"          first-last agent per server (the create sent through the first): {spans} ms", flush=True)
             else:
                 print(f"  N={n:6}: every agent had it {r['all']:5.1f} s after the servers were back (median "
                       f"{r['median']:4.1f} s; goal <= 15 s); {r['requests']} requests, peak {r['peak_rate']}/s, "

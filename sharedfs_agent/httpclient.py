@@ -2,8 +2,9 @@
 
 Not http.client or urllib: they import ssl (OpenSSL's libraries) and the email package at
 module level, some 5 MB resident in a daemon that sends one request a minute and may never
-speak TLS. What the agent needs is small: one request per connection (`Connection: close`), a
-status line, headers, a body by Content-Length, chunked, or up to the close.
+speak TLS. What the agent needs is small: a request on a new connection (`Connection: close`)
+or on one it keeps (Kept: the long-poll), a status line, headers, a body by Content-Length,
+chunked, or up to the close.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 from typing import Any, Dict, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
-__all__ = ["exchange", "tls_context", "proxy_for", "Headers", "BadAnswer", "Truncated"]
+__all__ = ["exchange", "Kept", "tls_context", "proxy_for", "Headers", "BadAnswer", "Truncated"]
 
 _MAX_LINE = 65536  # a status or header line longer than this is not an answer we want
 _MAX_HEADERS = 200
@@ -82,8 +83,9 @@ def _line(reader) -> bytes:
     return line
 
 
-def _head(reader) -> Tuple[int, Headers]:
-    """The status line and the headers."""
+def _head(reader) -> Tuple[int, Headers, bool]:
+    """The status line's code, the headers, and whether the connection stays open after the answer
+    (HTTP/1.1's default; HTTP/1.0's only with `Connection: keep-alive`; never with `close`)."""
     status_line = _line(reader)
     if not status_line:
         raise BadAnswer("connection closed without an answer")
@@ -94,7 +96,9 @@ def _head(reader) -> Tuple[int, Headers]:
     for _ in range(_MAX_HEADERS):
         line = _line(reader)
         if line in (b"\r\n", b"\n", b""):
-            return int(parts[1]), headers
+            options = {o.strip() for o in headers.get("Connection", "").lower().split(",")}
+            persistent = "keep-alive" in options if parts[0] == b"HTTP/1.0" else "close" not in options
+            return int(parts[1]), headers, persistent
         name, sep, value = line.decode("latin-1").partition(":")
         if not sep:
             raise BadAnswer(f"not a header line: {line[:60]!r}")
@@ -102,10 +106,11 @@ def _head(reader) -> Tuple[int, Headers]:
     raise BadAnswer(f"more than {_MAX_HEADERS} headers")
 
 
-def _body(reader, status: int, headers: Headers, method: str, limit: int) -> bytes:
-    """At most limit bytes of the body (one more than the caller accepts tells it "too long")."""
+def _body(reader, status: int, headers: Headers, method: str, limit: int) -> Tuple[bytes, bool]:
+    """At most limit bytes of the body (one more than the caller accepts tells it "too long"),
+    and whether it was read to its end with the connection still usable for another request."""
     if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-        return b""
+        return b"", True
     if "chunked" in headers.get("Transfer-Encoding", "").lower():
         chunks, size = [], 0
         while size < limit:
@@ -115,7 +120,10 @@ def _body(reader, status: int, headers: Headers, method: str, limit: int) -> byt
             except ValueError:
                 raise BadAnswer(f"bad chunk size {line[:20]!r}") from None
             if length == 0:
-                break
+                for _ in range(_MAX_HEADERS):  # the trailer, up to its empty line
+                    if _line(reader) in (b"\r\n", b"\n", b""):
+                        return b"".join(chunks), True
+                raise BadAnswer(f"more than {_MAX_HEADERS} trailer lines")
             want = min(length, limit - size)
             chunk = reader.read(want)
             chunks.append(chunk)
@@ -125,22 +133,66 @@ def _body(reader, status: int, headers: Headers, method: str, limit: int) -> byt
             if want < length:
                 break  # past the limit: the caller refuses the answer as too long
             reader.read(2)  # the CRLF after the chunk
-        return b"".join(chunks)
+        return b"".join(chunks), False
     expected = headers.get("Content-Length", "")
     if expected.isdigit():
         body = reader.read(min(int(expected), limit))
         if len(body) < min(int(expected), limit):
             raise Truncated(len(body), int(expected))
-        return body
-    return reader.read(limit)  # no length: the body ends where the server closes
+        return body, int(expected) <= limit
+    return reader.read(limit), False  # no length: the body ends where the server closes
+
+
+class Kept:
+    """A connection kept for one caller's next request: the watcher's long-poll, sent again the
+    moment it is answered. A fleet woken by one change then costs the server no accept and no
+    close per agent (bench/fanout.py). Only GET and HEAD use it: a kept connection the server
+    closed meanwhile (its idle timeout, a restart) is found out by sending on it, and then the
+    request goes again on a new connection, which only an idempotent request may."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # one request at a time on it; a second caller opens its own
+        self.key: Optional[tuple] = None  # (scheme, host, port, proxy) it is connected for
+        self.sock: Any = None
+        self.reader: Any = None
+
+    def close(self) -> None:
+        sock, reader, self.sock, self.reader, self.key = self.sock, self.reader, None, None, None
+        if reader is not None:
+            reader.close()
+        if sock is not None:
+            sock.close()
+
+
+class _Stale(Exception):
+    """A kept connection gave no answer at all: the server had closed it."""
+
+
+def _ask(sock, reader, request: bytes, method: str, max_bytes: int, reused: bool) -> Tuple[int, Headers, bytes, bool]:
+    """Sends the request and reads its answer: (status, headers, body, reusable)."""
+    try:
+        sock.sendall(request)
+        if reused and not reader.peek(1):
+            raise _Stale()
+    except ConnectionError as e:  # reset, broken pipe
+        if reused:
+            raise _Stale() from e
+        raise
+    status, answer_headers, persistent = _head(reader)
+    while status == 100:  # "continue", before the real answer
+        status, answer_headers, persistent = _head(reader)
+    body, complete = _body(reader, status, answer_headers, method, max_bytes + 1)
+    return status, answer_headers, body, persistent and complete
 
 
 def exchange(url: str, method: str = "GET", body: Optional[bytes] = None, headers: Optional[Mapping[str, str]] = None,
              timeout: float = 15.0, max_bytes: int = 1 << 20, context: Any = None,
-             use_proxy: bool = True) -> Tuple[int, Headers, bytes]:  # fmt: skip
+             use_proxy: bool = True, kept: Optional[Kept] = None) -> Tuple[int, Headers, bytes]:  # fmt: skip
     """(status, headers, body read up to max_bytes + 1) of one request; any status is an answer.
-    Raises OSError (refused, timed out, TLS), BadAnswer (Truncated: a body shorter than its
-    Content-Length) or ValueError (a bad URL)."""
+    kept: the connection to send a GET or HEAD on, and to keep open after it when the answer
+    allows (HTTP/1.1, no `Connection: close`, the whole body read); without it, or for another
+    method, a new connection closed after the answer. Raises OSError (refused, timed out, TLS),
+    BadAnswer (Truncated: a body shorter than its Content-Length) or ValueError (a bad URL)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http or https URL: {url}")
@@ -150,27 +202,65 @@ def exchange(url: str, method: str = "GET", body: Optional[bytes] = None, header
     proxy = proxy_for(parts.scheme, host) if use_proxy else None
     authority = f"[{host}]" if ":" in host else host
     authority += "" if port == (443 if tls else 80) else f":{port}"
+    if proxy and not tls:
+        target = f"http://{authority}{target}"  # a plain-HTTP proxy takes the absolute URL
+    keep = kept is not None and method in ("GET", "HEAD") and kept.lock.acquire(blocking=False)
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {authority}", *([] if keep else ["Connection: close"]),
+             "Accept-Encoding: identity", *(f"{name}: {value}" for name, value in (headers or {}).items())]
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+    key = (parts.scheme, host, port, proxy)
+    try:
+        if keep and kept.sock is not None:
+            if kept.key == key:
+                try:
+                    kept.sock.settimeout(timeout)
+                    status, answer_headers, answer, reusable = _ask(kept.sock, kept.reader, request, method, max_bytes, True)
+                except _Stale:
+                    pass  # closed by the server while unused: the same request on a new connection
+                else:
+                    if not reusable:
+                        kept.close()
+                    return status, answer_headers, answer
+            kept.close()
+        sock = _open(proxy, host, port, authority, tls, timeout, context)
+        reader = None
+        try:
+            reader = sock.makefile("rb")
+            status, answer_headers, answer, reusable = _ask(sock, reader, request, method, max_bytes, False)
+            if keep and reusable:
+                kept.key, kept.sock, kept.reader = key, sock, reader
+                sock = reader = None
+            return status, answer_headers, answer
+        finally:
+            if reader is not None:
+                reader.close()
+            if sock is not None:
+                sock.close()
+    except BaseException:
+        if keep:
+            kept.close()  # a kept connection left mid-answer is not usable again
+        raise
+    finally:
+        if keep:
+            kept.lock.release()
+
+
+def _open(proxy: Optional[Tuple[str, int]], host: str, port: int, authority: str, tls: bool, timeout: float,
+          context: Any) -> socket.socket:  # fmt: skip
+    """A connection to the server (through the proxy; TLS end to end for https)."""
     sock = _connect(*(proxy or (host, port)), timeout)
     try:
         if proxy and tls:  # a tunnel through the proxy, then TLS end to end
             sock.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
             with sock.makefile("rb") as reader:
-                status, _ = _head(reader)
+                status, _, _ = _head(reader)
             if status != 200:
                 raise OSError(f"proxy {proxy[0]}:{proxy[1]} refused the tunnel: HTTP {status}")
-        elif proxy:
-            target = f"http://{authority}{target}"  # a plain-HTTP proxy takes the absolute URL
         if tls:
             sock = (context or tls_context()).wrap_socket(sock, server_hostname=host)
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {authority}", "Connection: close", "Accept-Encoding: identity"]
-        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-        if body is not None:
-            lines.append(f"Content-Length: {len(body)}")
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
-        with sock.makefile("rb") as reader:
-            status, answer_headers = _head(reader)
-            while status == 100:  # "continue", before the real answer
-                status, answer_headers = _head(reader)
-            return status, answer_headers, _body(reader, status, answer_headers, method, max_bytes + 1)
-    finally:
+        return sock
+    except BaseException:
         sock.close()
+        raise

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import threading
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import AbstractSet, Callable, Dict, List, Optional, Tuple
@@ -69,6 +70,11 @@ class Snapshot:
     by_project: Dict[str, List[dict]]
     by_instance: Dict[str, List[dict]]  # includes each instance's own copies of entries reached by identity
     documents: Dict[object, Tuple[bytes, str]] = field(default_factory=dict)  # memo: id or project -> (body, etag)
+
+    def same_views(self, other: Snapshot) -> bool:
+        """Whether every instance's document would be the same in both (what the views are made of)."""
+        return (self.instances == other.instances and self.global_fs == other.global_fs
+                and self.by_project == other.by_project and self.by_instance == other.by_instance)  # fmt: skip
 
 
 def _load(sessions: sessionmaker, generation: int, identity_backends: AbstractSet[str] = frozenset()) -> Snapshot:
@@ -187,12 +193,14 @@ class AgentView:
     async def _load(self) -> None:
         try:
             generation = self.hub.generation  # read first: a change during the load loads again
-            before = self._snapshot.generation if self._snapshot is not None else None
+            before = self._snapshot
             self._snapshot = await run_in_threadpool(_load, self.sessions, generation, self.identity_backends)
         finally:
             self._loading = None
-        if generation != before:
-            self._publish()  # not for a reload by age alone: that would wake every waiter for nothing
+        # Only for a change that shows in some view: not for a reload by age, nor for a change no
+        # agent sees (a token revoked, a state reported): each would wake every waiter for nothing.
+        if before is None or (generation != before.generation and not self._snapshot.same_views(before)):
+            self._publish()
         if self.hub.generation != generation:
             self._load_soon().add_done_callback(_log_failure)  # changed during the load: the waiters get that one too
 
@@ -222,10 +230,11 @@ class AgentView:
         return body, etag
 
 
-def notify(engine: Engine) -> None:
-    """Wake the long-polls of every API process on this PostgreSQL database (the CLI calls it too)."""
+def notify(engine: Engine, origin: str = "") -> None:
+    """Wake the long-polls of every API process on this PostgreSQL database (the CLI calls it too);
+    origin: the notifying process's PgNotifier, which has told its own hub already."""
     with engine.connect() as connection:
-        connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+        connection.execute(text("SELECT pg_notify(:channel, :origin)"), {"channel": CHANNEL, "origin": origin})
         connection.commit()
 
 
@@ -235,11 +244,19 @@ class PgNotifier:
     def __init__(self, engine: Engine, hub: Hub) -> None:
         self.engine = engine
         self.hub = hub
+        # Its own notifications come back to its LISTEN too; this process changed its hub at the
+        # change already, and a second reload of every instance, in a fan-out, costs the fan-out.
+        self.origin = uuid.uuid4().hex
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._listen, name="pg-listen", daemon=True)
 
     def notify(self) -> None:
-        notify(self.engine)
+        notify(self.engine, self.origin)
+
+    def heard(self, payload: str) -> None:
+        """A notification: another process (or the CLI) changed something."""
+        if payload != self.origin:
+            self.hub.changed()
 
     def start(self) -> None:
         self.thread.start()
@@ -259,8 +276,8 @@ class PgNotifier:
                     self.hub.changed()  # whatever happened while we were not listening
                     delay = 0.5
                     while not self.stopping.is_set():
-                        for _ in connection.notifies(timeout=1.0):
-                            self.hub.changed()
+                        for notification in connection.notifies(timeout=1.0):
+                            self.heard(notification.payload)
             except Exception as e:  # the database restarting must not end notifications for good
                 log.warning("LISTEN connection lost (%s); retrying in %.1fs", e, delay)
                 self.stopping.wait(delay)

@@ -135,9 +135,10 @@ class Response:
 class ApiClient:
     """HTTP to sharedfs-api with the instance token; TLS verified (with a CA bundle if given).
 
-    The standard library's http.client rather than requests: the agent lives in every guest, and
-    requests with urllib3 adds some 15 MB of resident memory for what http.client does here too —
-    verified TLS, proxies from the environment, timeouts. TLS (ssl) is loaded only for https.
+    The agent's own httpclient rather than requests: the agent lives in every guest, and requests
+    with urllib3 adds some 15 MB of resident memory for what httpclient does here too — verified
+    TLS, proxies from the environment, timeouts, a kept connection for the long-poll. TLS (ssl) is
+    loaded only for https.
     """
 
     def __init__(self, url: str, token: str, ca_bundle: Optional[str] = None) -> None:
@@ -148,15 +149,16 @@ class ApiClient:
         except OSError as e:
             raise ConfigError(f"[api] ca_bundle {ca_bundle}: {getattr(e, 'reason', None) or e}") from None
 
-    def request(self, method: str, path: str, read_timeout: float = 15.0, json_body=None,
-                headers: Optional[dict] = None, max_bytes: int = MAX_DOCUMENT_BYTES) -> Response:  # fmt: skip
-        """One exchange; any HTTP status is a Response, only a failed exchange raises."""
+    def request(self, method: str, path: str, read_timeout: float = 15.0, json_body=None, headers: Optional[dict] = None,
+                max_bytes: int = MAX_DOCUMENT_BYTES, kept: Optional[httpclient.Kept] = None) -> Response:  # fmt: skip
+        """One exchange (on `kept`'s connection when given); any HTTP status is a Response, only a
+        failed exchange raises."""
         data = None if json_body is None else json.dumps(json_body).encode()
         sent = {"X-Auth-Token": self.token, "Accept": "application/json", "User-Agent": "sharedfs-agent",
                 **({"Content-Type": "application/json"} if data is not None else {}), **(headers or {})}  # fmt: skip
         try:
             status, answer_headers, body = httpclient.exchange(self.url + path, method, data, sent, read_timeout,
-                                                               max_bytes, self.context)  # fmt: skip
+                                                               max_bytes, self.context, kept=kept)  # fmt: skip
         except httpclient.Truncated as e:
             raise SourceUnavailable(f"{method} {self.url}{path}: truncated answer ({e.received} bytes)") from None
         except (httpclient.BadAnswer, OSError, ValueError) as e:
@@ -177,6 +179,8 @@ class ApiSource(Source):
         self.path = f"/v1.1/{project}/os-instances/{instance_id}/filesystems"
         self.etag: Optional[str] = None
         self.document: Optional[bytes] = None
+        # The long-poll's connection, kept from one answer to the next request (httpclient.Kept).
+        self.kept = httpclient.Kept()
 
     def describe(self) -> str:
         return f"api {self.client.url}{self.path}"
@@ -185,7 +189,7 @@ class ApiSource(Source):
         headers = {"If-None-Match": self.etag} if self.etag and self.document is not None else {}
         path = self.path + (f"?wait={int(wait)}" if wait > 0 else "")
         # The client waits longer than the server holds, so a held request is never cut short.
-        response = self.client.request("GET", path, read_timeout=wait + 15.0, headers=headers)
+        response = self.client.request("GET", path, read_timeout=wait + 15.0, headers=headers, kept=self.kept)
         if response.status_code == 304 and self.document is not None:
             return self.document
         if response.status_code != 200:

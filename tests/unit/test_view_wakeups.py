@@ -1,4 +1,4 @@
-"""The agents' view wakes its held long-polls once per change, with the new snapshot already loaded, and never for a reload by age."""
+"""The agents' view wakes its held long-polls once per change some view shows, with the new snapshot already loaded; never for a reload by age, a change no view shows, or its own notification."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import pytest
 
 from sharedfs_api import db
-from sharedfs_api.view import AgentView, Hub
+from sharedfs_api.view import AgentView, Hub, PgNotifier
 
 
 @pytest.fixture
@@ -85,13 +85,14 @@ def test_a_change_during_a_load_is_loaded_and_published_too(sessions, monkeypatc
     hub = Hub()
     real_load, changes_during = view_module._load, []
 
-    def load_with_a_change_in_it(*args):
-        if changes_during:
+    def load_with_a_change_after_its_read(*args):
+        snap = real_load(*args)
+        if changes_during:  # too late for this load: the next one must carry it to the waiters
             add_filesystem(sessions, changes_during.pop())
             hub.changed()  # from the load's thread, as a request's commit would
-        return real_load(*args)
+        return snap
 
-    monkeypatch.setattr(view_module, "_load", load_with_a_change_in_it)
+    monkeypatch.setattr(view_module, "_load", load_with_a_change_after_its_read)
 
     async def scenario():
         hub.bind(asyncio.get_running_loop())
@@ -99,10 +100,8 @@ def test_a_change_during_a_load_is_loaded_and_published_too(sessions, monkeypatc
         await view.snapshot()
         first = view.next_load()
         changes_during.append("late")
-        hub.changed()
-        await asyncio.wait_for(first, 5)
-        second = view.next_load()
-        await asyncio.wait_for(second, 5)  # the change made during the first load
+        hub.changed()  # loads, and the change lands after that load's read
+        await asyncio.wait_for(first, 5)  # woken by the load after it, which has the change
         assert view.loads == 3 and view._snapshot.generation == hub.generation == 2
         assert [e["name"] for e in view._snapshot.by_project["p1"]] == ["late"]
 
@@ -124,3 +123,38 @@ def test_a_change_another_process_made_untold_is_seen_by_asking_for_a_newer_load
         assert view.loads == 2
 
     asyncio.run(scenario())
+
+
+def test_a_change_no_view_shows_loads_but_wakes_nobody(sessions):
+    async def scenario():
+        hub = Hub()
+        hub.bind(asyncio.get_running_loop())
+        view = CountingView(sessions, hub)
+        await view.snapshot()
+        waiting = view.next_load()
+        with sessions() as session:  # a token: no agent's document shows it
+            session.add(db.Token(sha256="0" * 64, role="project", project="p1"))
+            session.commit()
+        hub.changed()
+        while view.loads < 2 or view._loading is not None:
+            await asyncio.sleep(0.01)
+        assert not waiting.done()
+        add_filesystem(sessions, "seen")
+        hub.changed()
+        await asyncio.wait_for(waiting, 5)
+        assert view.loads == 3
+
+    asyncio.run(scenario())
+
+
+def test_a_process_does_not_act_on_its_own_notification_twice(sessions):
+    hub = Hub()
+    heard = []
+    hub.listeners.append(lambda: heard.append(1))
+    notifier = PgNotifier(sessions.kw["bind"], hub)
+    other = PgNotifier(sessions.kw["bind"], Hub())
+    notifier.heard(notifier.origin)  # its own change: its hub was told when it was made
+    assert hub.generation == 0
+    notifier.heard(other.origin)  # another process's
+    notifier.heard("")  # the CLI's
+    assert hub.generation == 2 and other.origin != notifier.origin
