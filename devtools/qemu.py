@@ -6,7 +6,9 @@ cached like the container root filesystem. The guest sees the host's / read-only
 and runs `guest_cmd` chrooted into it, so the agent under test is the host's own code. Its only
 network is user-mode (restrict=on) with 10.0.2.100:2049 and :20048 forwarded to the host's
 127.0.0.1: it can reach nothing else; or, for the CephFS kernel client, a tap device inside the
-throw-away Ceph cluster's network namespace. KVM is not used (it cannot boot a stock kernel here).
+throw-away Ceph cluster's network namespace. KVM is not used: these machines' /dev/kvm is a nested
+PVM one (kernel command line nested_pvm=1), where Debian's stock kernel hangs right after the
+firmware (`-accel kvm`, tried 2026-11-27: no console line in 120 s) and `-cpu host` aborts on an MSR.
 """
 
 from __future__ import annotations

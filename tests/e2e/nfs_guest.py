@@ -14,7 +14,8 @@ MP = "/mnt/share/data"
 options = [f"vers={VERSION}", "proto=tcp", "port=2049"]
 if VERSION == "3":
     options += ["mountport=20048", "mountproto=tcp", "nolock"]  # no rpcbind is forwarded in
-agent = GuestAgent("/mnt/sfs", "[file]\npath = /mnt/sfs/doc.json\n")  # /mnt is the guest's tmpfs
+BASE = f"/mnt/sfs-v{VERSION}"  # on the guest's tmpfs; one per version, as they share a boot
+agent = GuestAgent(BASE, f"[file]\npath = {BASE}/doc.json\n")
 
 
 result = {"version": VERSION}
