@@ -68,7 +68,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$inputs" ]; then
     fi
   fi
   # --no-compile: pip byte-compiles every file of every package (some 20 s of CPU); Python compiles the
-  # modules actually imported, once, at their first import.
+  # modules actually imported at their first import, and keeps the bytecode unless PYTHONDONTWRITEBYTECODE
+  # is set (as on the CI machines: the tests then keep it in their own cache, tests/conftest.py).
   if ! { [ -d "$wheels" ] && "${pip[@]}" --no-index --find-links "$wheels" -e packaging/sharedfs-agent -e '.[dev]'; }; then
     "${pip[@]}" -e packaging/sharedfs-agent -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
   fi
