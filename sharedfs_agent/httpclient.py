@@ -10,6 +10,8 @@ chunked, or up to the close.
 from __future__ import annotations
 
 import os
+import re
+import select
 import socket
 import threading
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -19,6 +21,7 @@ __all__ = ["exchange", "Kept", "tls_context", "proxy_for", "Headers", "BadAnswer
 
 _MAX_LINE = 65536  # a status or header line longer than this is not an answer we want
 _MAX_HEADERS = 200
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 class BadAnswer(Exception):
@@ -115,10 +118,9 @@ def _body(reader, status: int, headers: Headers, method: str, limit: int) -> Tup
         chunks, size = [], 0
         while size < limit:
             line = _line(reader).split(b";")[0].strip()
-            try:
-                length = int(line, 16)
-            except ValueError:
-                raise BadAnswer(f"bad chunk size {line[:20]!r}") from None
+            if not _CHUNK_SIZE.fullmatch(line):  # int(x, 16) would take "-1" (read to the end), "0x1", "1_0"
+                raise BadAnswer(f"bad chunk size {line[:20]!r}")
+            length = int(line, 16)
             if length == 0:
                 for _ in range(_MAX_HEADERS):  # the trailer, up to its empty line
                     if _line(reader) in (b"\r\n", b"\n", b""):
@@ -132,7 +134,8 @@ def _body(reader, status: int, headers: Headers, method: str, limit: int) -> Tup
                 raise Truncated(size, size + want - len(chunk))
             if want < length:
                 break  # past the limit: the caller refuses the answer as too long
-            reader.read(2)  # the CRLF after the chunk
+            if reader.read(2) != b"\r\n":
+                raise BadAnswer("a chunk not followed by CRLF")
         return b"".join(chunks), False
     expected = headers.get("Content-Length", "")
     if expected.isdigit():
@@ -168,18 +171,33 @@ class _Stale(Exception):
     """A kept connection gave no answer at all: the server had closed it."""
 
 
+def _idle(kept: Kept) -> bool:
+    """Whether the kept connection is as its last answer left it: the server has sent nothing since
+    (bytes after an answer are no answer to the next request) and has not closed it."""
+    kept.sock.settimeout(0)
+    try:
+        if kept.reader.peek(1):  # bytes already read past the last answer
+            return False
+    except OSError:  # TLS with nothing decrypted: SSLWantReadError (plain sockets answer b"")
+        pass
+    return not select.select([kept.sock], [], [], 0)[0]  # readable: more bytes, or the server's close
+
+
 def _ask(sock, reader, request: bytes, method: str, max_bytes: int, reused: bool) -> Tuple[int, Headers, bytes, bool]:
-    """Sends the request and reads its answer: (status, headers, body, reusable)."""
+    """Sends the request and reads its answer: (status, headers, body, reusable). On a reused
+    connection, _Stale when the server closed it before answering (EOF or a reset)."""
     try:
         sock.sendall(request)
-        if reused and not reader.peek(1):
+        if reused and not reader.peek(1):  # b"": the end of the stream, not an answer
             raise _Stale()
     except ConnectionError as e:  # reset, broken pipe
         if reused:
             raise _Stale() from e
         raise
     status, answer_headers, persistent = _head(reader)
-    while status == 100:  # "continue", before the real answer
+    while 100 <= status < 200:  # interim answers (100 Continue, 103 Early Hints) come before the real one
+        if status == 101:
+            raise BadAnswer("the server switched protocols")
         status, answer_headers, persistent = _head(reader)
     body, complete = _body(reader, status, answer_headers, method, max_bytes + 1)
     return status, answer_headers, body, persistent and complete
@@ -204,34 +222,36 @@ def exchange(url: str, method: str = "GET", body: Optional[bytes] = None, header
     authority += "" if port == (443 if tls else 80) else f":{port}"
     if proxy and not tls:
         target = f"http://{authority}{target}"  # a plain-HTTP proxy takes the absolute URL
-    keep = kept is not None and method in ("GET", "HEAD") and kept.lock.acquire(blocking=False)
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {authority}", *([] if keep else ["Connection: close"]),
-             "Accept-Encoding: identity", *(f"{name}: {value}" for name, value in (headers or {}).items())]
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {authority}", "Accept-Encoding: identity",
+             *(f"{name}: {value}" for name, value in (headers or {}).items())]  # fmt: skip
     if body is not None:
         lines.append(f"Content-Length: {len(body)}")
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
-    key = (parts.scheme, host, port, proxy)
+    keep = kept is not None and method in ("GET", "HEAD") and kept.lock.acquire(blocking=False)
     try:
+        if not keep:
+            lines.insert(2, "Connection: close")
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
+        key = (parts.scheme, host, port, proxy)
         if keep and kept.sock is not None:
-            if kept.key == key:
+            if kept.key == key and _idle(kept):
                 try:
                     kept.sock.settimeout(timeout)
-                    status, answer_headers, answer, reusable = _ask(kept.sock, kept.reader, request, method, max_bytes, True)
-                except _Stale:
-                    pass  # closed by the server while unused: the same request on a new connection
-                else:
+                    status, answer_headers, answer, reusable = _ask(kept.sock, kept.reader, request, method,
+                                                                    max_bytes, reused=True)  # fmt: skip
                     if not reusable:
                         kept.close()
                     return status, answer_headers, answer
+                except _Stale:
+                    pass  # closed by the server while unused: the same request goes on a new connection
             kept.close()
         sock = _open(proxy, host, port, authority, tls, timeout, context)
         reader = None
         try:
             reader = sock.makefile("rb")
-            status, answer_headers, answer, reusable = _ask(sock, reader, request, method, max_bytes, False)
+            status, answer_headers, answer, reusable = _ask(sock, reader, request, method, max_bytes, reused=False)
             if keep and reusable:
                 kept.key, kept.sock, kept.reader = key, sock, reader
-                sock = reader = None
+                sock = reader = None  # the kept connection's now, not closed below
             return status, answer_headers, answer
         finally:
             if reader is not None:

@@ -36,6 +36,7 @@ class Hub:
 
     def __init__(self) -> None:
         self.generation = 0
+        self._counting = threading.Lock()
         self.closing = False
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.listeners: List[Callable[[], None]] = []  # called on the loop at each change (or close)
@@ -44,7 +45,8 @@ class Hub:
         self.loop = loop
 
     def changed(self) -> None:
-        self.generation += 1
+        with self._counting:  # from request threads, the worker and pg-listen at once: no count lost
+            self.generation += 1
         if self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self._wake)
 
@@ -197,9 +199,12 @@ class AgentView:
             self._snapshot = await run_in_threadpool(_load, self.sessions, generation, self.identity_backends)
         finally:
             self._loading = None
-        # Only for a change that shows in some view: not for a reload by age, nor for a change no
-        # agent sees (a token revoked, a state reported): each would wake every waiter for nothing.
-        if before is None or (generation != before.generation and not self._snapshot.same_views(before)):
+        # Whenever some view differs from the last snapshot's, whatever started the load (a change
+        # can land in a reload by age, stamped with the generation before it); never for a load
+        # that changes no view (a token revoked, a state reported, a reload by age alone), which
+        # would wake every waiter for nothing. Loads run one at a time, so a snapshot that was not
+        # published has the views of the one before: no waiter misses a change.
+        if before is None or not self._snapshot.same_views(before):
             self._publish()
         if self.hub.generation != generation:
             self._load_soon().add_done_callback(_log_failure)  # changed during the load: the waiters get that one too

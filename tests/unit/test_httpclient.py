@@ -143,3 +143,28 @@ def test_only_an_idempotent_request_uses_the_kept_connection():
     assert [r.split(" ")[1] for r in received[1]] == ["/r"] and "Connection: close" in received[1][0]
     assert kept.sock is not None and received[0] == [received[0][0]]
     kept.close()
+
+
+def test_interim_answers_are_skipped_and_bytes_after_an_answer_end_the_connection():
+    early = b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n"
+    url, received = serving([early + b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst" + b"STALE-INJECTED"], [OK])
+    kept = httpclient.Kept()
+    assert httpclient.exchange(url + "/a", kept=kept)[::2] == (200, b"first")
+    # what the server sent past its answer is no answer to the next request: a new connection asks
+    assert httpclient.exchange(url + "/b", kept=kept)[2] == b"{}"
+    assert [[r.split(" ")[1] for r in c] for c in received] == [["/a"], ["/b"]]
+    kept.close()
+
+
+@pytest.mark.parametrize("size", [b"-1", b"0x2", b"1_0", b" "])
+def test_a_chunk_size_that_is_not_plain_hex_is_refused(size):
+    url, _ = canned(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size + b"\r\nab\r\n0\r\n\r\n")
+    with pytest.raises(httpclient.BadAnswer, match="chunk size"):
+        httpclient.exchange(url)
+
+
+def test_a_request_that_cannot_be_written_leaves_the_kept_connection_free():
+    kept = httpclient.Kept()
+    with pytest.raises(UnicodeEncodeError):
+        httpclient.exchange("http://127.0.0.1:9/", headers={"X-Name": "\u2603"}, kept=kept)
+    assert kept.lock.acquire(blocking=False)

@@ -158,3 +158,31 @@ def test_a_process_does_not_act_on_its_own_notification_twice(sessions):
     notifier.heard(other.origin)  # another process's
     notifier.heard("")  # the CLI's
     assert hub.generation == 2 and other.origin != notifier.origin
+
+
+def test_a_change_that_lands_in_a_reload_by_age_wakes_the_waiters(sessions, monkeypatch):
+    from sharedfs_api import view as view_module
+
+    hub = Hub()
+    real_load, changes = view_module._load, []
+
+    def load_after_a_commit(*args):
+        if changes:  # a request commits and tells the hub just after this reload read the generation
+            add_filesystem(sessions, changes.pop())
+            hub.changed()
+        return real_load(*args)
+
+    monkeypatch.setattr(view_module, "_load", load_after_a_commit)
+
+    async def scenario():
+        hub.bind(asyncio.get_running_loop())
+        view = CountingView(sessions, hub, max_age=0.0)
+        await view.snapshot()
+        waiting = view.next_load()  # a held poll, on a snapshot without the filesystem
+        changes.append("new")
+        await asyncio.sleep(0.01)
+        await view.snapshot()  # another request: a reload by age, which reads the change
+        await asyncio.wait_for(waiting, 5)
+        assert [e["name"] for e in view._snapshot.by_project["p1"]] == ["new"]
+
+    asyncio.run(scenario())
