@@ -7,7 +7,6 @@ in seconds. Keystone needs Python >= 3.11.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -18,7 +17,7 @@ from typing import Dict, List, Optional
 import requests
 
 from .apiserver import free_port
-from .venvcache import cached_venv, wsgi_server
+from .venvcache import cached_venv, service_env, wsgi_server
 
 REQUIREMENTS = Path(__file__).with_name("keystone-requirements.txt")
 ADMIN_PASSWORD = "admin-secret"
@@ -55,7 +54,7 @@ class Keystone:
 
     def _manage(self, *args: str) -> None:
         subprocess.run([str(self.venv / "bin/keystone-manage"), "--config-file", str(self.conf), *args],
-                       check=True, capture_output=True, timeout=300)  # fmt: skip
+                       env=service_env(), check=True, capture_output=True, timeout=300)  # fmt: skip
 
     def start(self) -> Keystone:
         for sub in ("fernet", "credential"):
@@ -73,7 +72,7 @@ class Keystone:
         self._manage("bootstrap", "--bootstrap-password", ADMIN_PASSWORD, "--bootstrap-region-id", "RegionOne",
                      "--bootstrap-admin-url", self.url, "--bootstrap-public-url", self.url,
                      "--bootstrap-internal-url", self.url)  # fmt: skip
-        env = {**os.environ, "OS_KEYSTONE_CONFIG_FILES": str(self.conf)}
+        env = service_env(OS_KEYSTONE_CONFIG_FILES=str(self.conf))
         self.log = open(self.base / "server.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([str(self.venv / "bin/python"), "-c", _SERVE, str(self.port)], env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip

@@ -23,7 +23,7 @@ from typing import Dict, List, Optional
 import requests
 
 from .apiserver import free_port
-from .venvcache import cached_venv, wsgi_server
+from .venvcache import cached_venv, service_env, wsgi_server
 
 REQUIREMENTS = Path(__file__).with_name("manila-requirements.txt")
 HOST = "sharedfs-test"  # Manila's host name for its share service: pools are HOST@BACKEND#POOL
@@ -88,7 +88,7 @@ class Manila:
         python = str(self.venv / "bin/python")
         # Manila's own migrations (its models alone leave PostgreSQL's ENUM types unnamed).
         schema = subprocess.run([str(self.venv / "bin/manila-manage"), "--config-file", str(self.conf), "db", "sync"],
-                                capture_output=True, text=True, timeout=600)  # fmt: skip
+                                env=service_env(), capture_output=True, text=True, timeout=600)  # fmt: skip
         if schema.returncode != 0:
             raise RuntimeError(f"Manila's schema was not made: {schema.stderr[-3000:]}")
         try:
@@ -105,7 +105,8 @@ class Manila:
     def _spawn(self, service: str, argv: List[str]) -> None:
         log = open(self.base / f"{service}.out", "ab")  # noqa: SIM115 - closed in stop()
         self.logs.append(log)
-        self.procs[service] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[service] = subprocess.Popen(argv, env=service_env(), stdout=log, stderr=subprocess.STDOUT,
+                                               start_new_session=True)  # fmt: skip
 
     def _wait(self, timeout: float) -> None:
         """Ready: the scheduler knows the share backend's pool. A create cast before that is lost."""

@@ -8,6 +8,7 @@ need Python >= 3.11: the venv is made with this interpreter if it is new enough,
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from .cache import CACHE, build_once
 
-__all__ = ["cached_venv", "python", "wsgi_server"]
+__all__ = ["cached_venv", "python", "service_env", "wsgi_server"]
 
 
 def python() -> str:
@@ -50,6 +51,16 @@ def cached_venv(name: str, requirements: Path) -> Path:
         cfg.write_text(cfg.read_text().replace(str(building), str(path)))
 
     return build_once(path, build, requirements.read_text())
+
+
+def service_env(**extra: str) -> dict:
+    """The environment for a program of a cached venv: this one's without PYTHONPYCACHEPREFIX. pip
+    compiled the venv's modules beside their sources when it installed them; the tests' bytecode
+    cache (tests/conftest.py, for the project's own venv, installed without) would hide that
+    bytecode and make every first start compile Manila or Keystone from source again: minutes of
+    CPU for Manila's three services starting together, past its start's deadline."""
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPYCACHEPREFIX"}
+    return {**env, **extra}
 
 
 def wsgi_server(application: str) -> str:
