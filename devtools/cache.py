@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["CACHE", "build_once"]
+__all__ = ["CACHE", "build_once", "prune_bytecode"]
 
 CACHE = Path(os.environ.get("SHAREDFS_TEST_CACHE", "/var/cache/sharedfs-tests"))
 _COMPLETE = ".sharedfs-complete"
@@ -30,3 +30,21 @@ def build_once(path: Path, build: Callable[[Path], None], inputs: str) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     building.rename(path)
     return path
+
+
+def prune_bytecode(prefix: Path) -> int:
+    """Deletes the bytecode under a PYTHONPYCACHEPREFIX tree whose source file is gone (a clone
+    removed, a venv rebuilt under a new key): the tree mirrors sources by absolute path, so
+    without this every new checkout's copy would stay for good. Returns how many files went."""
+    gone = 0
+    for directory, _, names in os.walk(prefix):
+        source_dir = Path("/", Path(directory).relative_to(prefix))
+        for name in names:
+            stem, dot, rest = name.partition(".")  # NAME.cpython-311.pyc, NAME.cpython-311.opt-1.pyc
+            if rest.endswith("pyc") and not (source_dir / f"{stem}.py").exists():
+                try:
+                    os.unlink(os.path.join(directory, name))
+                    gone += 1
+                except FileNotFoundError:  # another process pruned it first
+                    pass
+    return gone

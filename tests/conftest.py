@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from devtools.apiserver import ApiServer
-from devtools.cache import CACHE
+from devtools.cache import CACHE, prune_bytecode
 from devtools.gluster import Glusterd, brick_host
 from devtools.workspace import workspace
 from tests.support import require
@@ -29,8 +29,11 @@ def pytest_configure(config):
     # PYTHONDONTWRITEBYTECODE is set (the CI machines; setup.sh installs with --no-compile): an `openstack`
     # start took 5.5 s, 1.6 s with the cache. Outside the source trees (the container test copies
     # sharedfs_agent/), kept with the tests' other caches; Python checks each file against its source.
+    # (Keystone's and Manila's venvs keep pip's own bytecode: devtools/venvcache.service_env.)
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["PYTHONPYCACHEPREFIX"] = str(CACHE / "pycache")
+    if not hasattr(config, "workerinput"):  # once per run, not in each xdist worker
+        prune_bytecode(CACHE / "pycache")
 
 
 def need_root() -> None:
