@@ -58,7 +58,9 @@ def _services(args, configured: bool = False):
         raise SystemExit(f"sharedfs-api: {e}") from None
 
     def changed() -> None:
-        # PostgreSQL: servers wake at once. SQLite: they notice within the view's max age (5 s).
+        # PostgreSQL: servers wake at once. SQLite: a server notices at its first request once its
+        # view is older than its max age (5 s), and that reload wakes its held polls; with no request
+        # meanwhile, at the held polls' deadline.
         if engine.dialect.name == "postgresql":
             notify(engine)
 
