@@ -127,9 +127,17 @@ async def _exchange(connection, port: int, source: str, path: str, token: str, e
     loop = asyncio.get_running_loop()
     request = (f"GET {path} HTTP/1.1\r\nHost: bench\r\nX-Auth-Token: {token}\r\n"
                f"{f'If-None-Match: {etag}' + chr(13) + chr(10) if etag else ''}\r\n").encode()  # fmt: skip
-    if connection is None or connection.closed:
+    reused = connection is not None and not connection.closed
+    if not reused:
         _, connection = await loop.create_connection(_Connection, "127.0.0.1", port, local_addr=(source, 0))
-    status, headers, body = await connection.exchange(request)
+    try:
+        status, headers, body = await connection.exchange(request)
+    except ConnectionResetError:
+        if not reused or connection.buffer:
+            raise
+        # Closed by the server before any byte of an answer: once more on a new connection, as Kept does.
+        _, connection = await loop.create_connection(_Connection, "127.0.0.1", port, local_addr=(source, 0))
+        status, headers, body = await connection.exchange(request)
     if headers.get("connection", "").lower() == "close":
         connection.transport.close()
         connection = None
