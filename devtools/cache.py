@@ -40,7 +40,7 @@ def prune_bytecode(prefix: Path) -> int:
     for directory, _, names in os.walk(prefix):
         source_dir = Path("/", Path(directory).relative_to(prefix))
         for name in names:
-            stem, dot, rest = name.partition(".")  # NAME.cpython-311.pyc, NAME.cpython-311.opt-1.pyc
+            stem, _, rest = name.partition(".")  # NAME.cpython-311.pyc, NAME.cpython-311.opt-1.pyc
             if rest.endswith("pyc") and not (source_dir / f"{stem}.py").exists():
                 try:
                     os.unlink(os.path.join(directory, name))

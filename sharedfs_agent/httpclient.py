@@ -112,7 +112,7 @@ def _head(reader) -> Tuple[int, Headers, bool]:
 def _body(reader, status: int, headers: Headers, method: str, limit: int) -> Tuple[bytes, bool]:
     """At most limit bytes of the body (one more than the caller accepts tells it "too long"),
     and whether it was read to its end with the connection still usable for another request."""
-    if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+    if method == "HEAD" or status in (204, 304):  # (interim answers are skipped before: _ask)
         return b"", True
     if "chunked" in headers.get("Transfer-Encoding", "").lower():
         chunks, size = [], 0
@@ -150,8 +150,9 @@ class Kept:
     """A connection kept for one caller's next request: the watcher's long-poll, sent again the
     moment it is answered. A fleet woken by one change then costs the server no accept and no
     close per agent (bench/fanout.py). Only GET and HEAD use it: a kept connection the server
-    closed meanwhile (its idle timeout, a restart) is found out by sending on it, and then the
-    request goes again on a new connection, which only an idempotent request may."""
+    closed meanwhile (its idle timeout, a restart) is found out before sending (_idle) or, in a
+    race with the close, by sending on it, and then the request goes again on a new connection,
+    which only an idempotent request may."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()  # one request at a time on it; a second caller opens its own

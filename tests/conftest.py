@@ -24,8 +24,8 @@ def pytest_configure(config):
     # Some hundred API server starts in a run: each forks from a process that imported the server
     # once, instead of spending a second of CPU on imports (devtools/apiserver.py).
     ApiServer.fork_starts = True
-    # Every Python the tests start (CLIs, agents, Keystone, Manila, the API's zygote) reads its modules'
-    # bytecode from one cache instead of compiling them from source at each start, as it does where
+    # Every Python the tests start from the project's venv (CLIs, agents, `openstack`, the API's zygote)
+    # reads its modules' bytecode from one cache instead of compiling them from source at each start, as it does where
     # PYTHONDONTWRITEBYTECODE is set (the CI machines; setup.sh installs with --no-compile): an `openstack`
     # start took 5.5 s, 1.6 s with the cache. Outside the source trees (the container test copies
     # sharedfs_agent/), kept with the tests' other caches; Python checks each file against its source.

@@ -79,20 +79,32 @@ def test_a_reload_by_age_wakes_nobody(sessions):
     asyncio.run(scenario())
 
 
-def test_a_change_during_a_load_is_loaded_and_published_too(sessions, monkeypatch):
+def changes_in_loads(monkeypatch, sessions, hub: Hub, after_read: bool) -> list:
+    """A list whose names the next loads add as filesystems from their own thread and tell the hub
+    of, as a request's commit would: just before the load reads the database, or just after."""
     from sharedfs_api import view as view_module
 
-    hub = Hub()
-    real_load, changes_during = view_module._load, []
+    real_load, names = view_module._load, []
 
-    def load_with_a_change_after_its_read(*args):
+    def commit() -> None:
+        add_filesystem(sessions, names.pop())
+        hub.changed()
+
+    def load(*args):
+        if names and not after_read:
+            commit()
         snap = real_load(*args)
-        if changes_during:  # too late for this load: the next one must carry it to the waiters
-            add_filesystem(sessions, changes_during.pop())
-            hub.changed()  # from the load's thread, as a request's commit would
+        if names and after_read:
+            commit()
         return snap
 
-    monkeypatch.setattr(view_module, "_load", load_with_a_change_after_its_read)
+    monkeypatch.setattr(view_module, "_load", load)
+    return names
+
+
+def test_a_change_during_a_load_is_loaded_and_published_too(sessions, monkeypatch):
+    hub = Hub()
+    changes_during = changes_in_loads(monkeypatch, sessions, hub, after_read=True)  # too late for that load
 
     async def scenario():
         hub.bind(asyncio.get_running_loop())
@@ -149,8 +161,6 @@ def test_a_change_no_view_shows_loads_but_wakes_nobody(sessions):
 
 def test_a_process_does_not_act_on_its_own_notification_twice(sessions):
     hub = Hub()
-    heard = []
-    hub.listeners.append(lambda: heard.append(1))
     notifier = PgNotifier(sessions.kw["bind"], hub)
     other = PgNotifier(sessions.kw["bind"], Hub())
     notifier.heard(notifier.origin)  # its own change: its hub was told when it was made
@@ -161,18 +171,8 @@ def test_a_process_does_not_act_on_its_own_notification_twice(sessions):
 
 
 def test_a_change_that_lands_in_a_reload_by_age_wakes_the_waiters(sessions, monkeypatch):
-    from sharedfs_api import view as view_module
-
     hub = Hub()
-    real_load, changes = view_module._load, []
-
-    def load_after_a_commit(*args):
-        if changes:  # a request commits and tells the hub just after this reload read the generation
-            add_filesystem(sessions, changes.pop())
-            hub.changed()
-        return real_load(*args)
-
-    monkeypatch.setattr(view_module, "_load", load_after_a_commit)
+    changes = changes_in_loads(monkeypatch, sessions, hub, after_read=False)  # after the reload read the generation
 
     async def scenario():
         hub.bind(asyncio.get_running_loop())
