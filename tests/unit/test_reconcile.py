@@ -191,18 +191,27 @@ def test_a_non_empty_directory_is_not_mounted_over(world):
 
 
 def test_hung_mounts_of_one_level_cost_one_timeout_not_one_each(world):
-    """5 hung servers + 5 healthy: the hung mounts overlap, so the pass takes one "timeout"."""
+    """5 hung servers + 5 healthy: the hung mounts are in flight together, so the pass waits one "timeout"."""
     reconciler, host, desire, states, root = world
-    hang = 0.5  # a hung mount helper, until its timeout kills it
     hung = [f"h{i}" for i in range(5)]
     desire(*hung, *[f"ok{i}" for i in range(5)])
     for name in hung:
         host.failures["mount", f"{root}/{name}"] = TemporaryMountError("timed out after 0.5s")
-    host.before = lambda verb, path: verb == "mount" and path.split("/")[-1] in hung and time.sleep(hang)
-    start = time.monotonic()
+    # Each hung helper returns only once all five have started: run one after another, they break it.
+    all_hung = threading.Barrier(len(hung), timeout=10)
+    overlapped = []
+
+    def before(verb, path):
+        if verb == "mount" and path.split("/")[-1] in hung:
+            try:
+                all_hung.wait()
+                overlapped.append(path)
+            except threading.BrokenBarrierError:
+                pass
+
+    host.before = before
     result = reconciler.run_pass()
-    took = time.monotonic() - start
-    assert took < 2 * hang, f"{took:.2f}s: the hung mounts ran one after another"
+    assert len(overlapped) == len(hung), "the hung mounts ran one after another"
     assert states(result) == {**{n: State.ERROR for n in hung}, **{f"ok{i}": State.MOUNTED for i in range(5)}}
     assert set(fstab.read(reconciler.config.fstab).owned()) == {f"{root}/{n}" for n in states(result)}
 
@@ -211,7 +220,10 @@ def test_parallel_mounts_are_bounded_and_each_recorded_in_the_ledger_first(world
     reconciler, host, desire, states, root = world
     names = [f"fs{i:02}" for i in range(3 * PARALLEL)]
     desire(*names)
-    lock, running, most, ledger_knew = threading.Lock(), [0], [0], []
+    lock, running, most, started, ledger_knew = threading.Lock(), [0], [0], [0], []
+    # The first PARALLEL helpers return only once all of them have started, so the pool must run
+    # PARALLEL at once (a clock would not show it on a loaded machine); a 9th would start meanwhile.
+    first_wave = threading.Barrier(PARALLEL, timeout=10)
 
     def before(verb, path):
         if verb != "mount":
@@ -220,7 +232,14 @@ def test_parallel_mounts_are_bounded_and_each_recorded_in_the_ledger_first(world
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])
-        time.sleep(0.05)
+            started[0] += 1
+            waits = started[0] <= PARALLEL
+        if waits:
+            try:
+                first_wave.wait()
+            except threading.BrokenBarrierError:
+                pass  # fewer than PARALLEL in flight: `most` says so below
+        time.sleep(0.01)  # room for a helper past the bound to start, were there one
         with lock:
             running[0] -= 1
 
